@@ -1,0 +1,368 @@
+"""Every job parameter in one table, resolved request -> environment variable -> default.
+
+The handler, `debug_info.params`, the README's parameter table and the tests all read `PARAMS`.
+Values are parsed by pydantic (lax mode, so env strings like "32" or "true" parse), and every
+error names the field, where the value came from, the value, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
+from typing_extensions import Annotated
+
+from errors import InputError
+from languages import LANGUAGE_CODES, normalize_language
+
+OFFICIAL_MODELS = ("tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3", "turbo")
+COMPUTE_TYPES = (
+    "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)
+TEXT_FORMATS = ("plain_text", "formatted_text", "srt", "vtt")
+OUTPUT_FORMATS = ("json", "srt", "vtt", "txt")
+MAX_TEXT = 4096  # prompts and hotwords: Whisper's context holds ~224 tokens anyway
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    group: str
+    env: tuple[str, ...] | None = None  # None: the upper-case name; (): no env alias
+    keys: tuple[str, ...] = ()  # other request keys accepted for this parameter
+    choices: tuple[str, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    max_length: int | None = None
+    secret: bool = False
+    accepts: str | None = None  # overrides the generated description of valid values
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        return (self.name.upper(),) if self.env is None else self.env
+
+    @property
+    def request_keys(self) -> tuple[str, ...]:
+        return (self.name, *self.keys)
+
+    @property
+    def allowed(self) -> str:
+        """What a valid value looks like, for error messages and the README."""
+        if self.accepts:
+            text = self.accepts
+        elif self.choices:
+            text = "one of " + ", ".join(self.choices)
+        else:
+            base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            text = base.get(_inner_type(self.type), "a value")
+            bounds = [
+                f"{op} {_fmt(v)}"
+                for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                if v is not None
+            ]
+            if bounds:
+                text += " " + " and ".join(bounds)
+            if self.max_length:
+                text += f" of at most {self.max_length} characters"
+        if _is_optional(self.type):
+            text += " (or null)"
+        return text
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _is_optional(tp: Any) -> bool:
+    return type(None) in getattr(tp, "__args__", ())
+
+
+def _inner_type(tp: Any) -> Any:
+    args = [a for a in getattr(tp, "__args__", ()) if a is not type(None)]
+    return args[0] if args else tp
+
+
+P = Param
+PARAMS: tuple[Param, ...] = (
+    # --- input -------------------------------------------------------------------------
+    P("audio_file", str | None, None, "Audio or video to transcribe: an http(s) URL, or a file "
+      "name under LOCAL_INPUT_DIR. Required unless audio_base64 is given.", "input",
+      env=(), keys=("audio",), max_length=8192,
+      accepts="an http(s) URL or a file name under LOCAL_INPUT_DIR"),
+    P("audio_base64", str | None, None, "The audio or video file itself, base64-encoded.",
+      "input", env=(),
+      accepts="base64 text of an audio or video file"),
+    # --- model -------------------------------------------------------------------------
+    P("model", str, "faster-whisper-large-v3-russian", "Whisper model: a name under MODELS_DIR "
+      f"(also the official worker's {', '.join(OFFICIAL_MODELS)}), a local path, or a Hugging "
+      "Face id (downloaded only when not offline).", "model", max_length=512),
+    P("compute_type", str, "float16", "CTranslate2 compute type. Types the device can't run "
+      "(float16 on a CPU) fall back to int8 with a warning.", "model", choices=COMPUTE_TYPES),
+    # --- language / task -----------------------------------------------------------------
+    P("language", str | None, None, "Language code (ru, en, ...) or name; null detects it. No "
+      "env alias: LANGUAGE is a system locale variable.", "language", env=(),
+      accepts="a Whisper language code or name (ru, en, Russian, pt-BR, ...)"),
+    P("language_detection_min_prob", float, 0.5, "Detection stops at the first 30 s speech "
+      "window whose top language probability exceeds this.", "language", ge=0, le=1),
+    P("language_detection_max_tries", int, 3, "How many 30 s speech windows detection may "
+      "look at; if none is confident, the majority language wins.", "language", ge=1, le=20),
+    P("task", str, "transcribe", "transcribe, or translate (into English).", "language",
+      choices=("transcribe", "translate")),
+    P("translate", bool, False, "Official-worker compatible: also return an English "
+      "`translation` made by a second pass with task=translate.", "language"),
+    # --- decoding ----------------------------------------------------------------------
+    P("batch_size", int, 32, "Speech windows decoded together; lower it if the GPU runs out "
+      "of memory.", "decode", ge=1, le=256),
+    P("beam_size", int, 5, "Beam width at temperature 0.", "decode", ge=1, le=32),
+    P("best_of", int, 5, "Candidates sampled at each temperature > 0.", "decode", ge=1, le=32),
+    P("patience", float, 1.0, "Beam search patience.", "decode", gt=0, le=10),
+    P("length_penalty", float, 1.1, "Beam search length penalty exponent.", "decode",
+      ge=0, le=10),
+    P("temperature", float, 0.0, "First decoding temperature.", "decode", ge=0, le=1),
+    P("temperature_increment_on_fallback", float | None, 0.2, "Step up to 1.0 for windows that "
+      "fail the thresholds below; null or 0 disables fallback.", "decode", ge=0, le=1),
+    P("compression_ratio_threshold", float | None, 2.4, "Re-decode a window whose text gzip "
+      "ratio is above this (repetition loops).", "decode", gt=0, le=100),
+    P("log_prob_threshold", float | None, -1.0, "Re-decode a window whose average token "
+      "log-probability is below this.", "decode", ge=-100, le=0,
+      env=("LOG_PROB_THRESHOLD", "LOGPROB_THRESHOLD"), keys=("logprob_threshold",)),
+    P("no_speech_threshold", float | None, 0.6, "A window whose no-speech probability is above "
+      "this and whose log-probability is below log_prob_threshold is dropped as silence.",
+      "decode", ge=0, le=1),
+    P("condition_on_previous_text", bool, False, "Accepted for compatibility; batched windows "
+      "are decoded independently, so only initial_prompt conditions them.", "decode"),
+    P("initial_prompt", str | None, None, "Text that primes every window (names, spelling, "
+      "style).", "decode", max_length=MAX_TEXT),
+    P("hotwords", str | None, None, "Words to bias decoding towards.", "decode",
+      max_length=MAX_TEXT),
+    P("suppress_tokens", str, "-1", "Comma-separated token ids never to emit; -1 is Whisper's "
+      "default set of symbols.", "decode", max_length=MAX_TEXT,
+      accepts='comma-separated integer token ids, e.g. "-1"'),
+    P("suppress_numerals", bool, False, "Spell numbers out as words (suppresses digit and "
+      "currency tokens).", "decode"),
+    P("word_timestamps", bool, False, "Official-worker compatible: also return a flat "
+      "`word_timestamps` list (needs align_output).", "output"),
+    # --- VAD ---------------------------------------------------------------------------
+    P("enable_vad", bool, True, "Accepted for compatibility: the batched pipeline always cuts "
+      "the audio at VAD speech boundaries.", "vad"),
+    P("vad_onset", float, 0.300, "Speech starts where the VAD score rises above this.", "vad",
+      gt=0, lt=1),
+    P("vad_offset", float, 0.250, "Speech ends where the VAD score falls below this.", "vad",
+      gt=0, lt=1),
+    P("min_duration_on", float, 0.08, "Speech regions shorter than this (s) are dropped.",
+      "vad", ge=0, le=30),
+    P("min_duration_off", float, 0.08, "Pauses shorter than this (s) are bridged.", "vad",
+      ge=0, le=30),
+    P("pad_onset", float, 0.0, "Seconds added before each speech region.", "vad", ge=0, le=5),
+    P("pad_offset", float, 0.0, "Seconds added after each speech region.", "vad", ge=0, le=5),
+    P("chunk_size", int, 30, "Longest speech window (s) handed to Whisper.", "vad", ge=1, le=30),
+    # --- alignment / diarization ---------------------------------------------------------
+    P("align_output", bool, True, "Word-level timestamps by wav2vec2 forced alignment.",
+      "output"),
+    P("diarization", bool, True, "Label speakers (pyannote). Without a token or model the job "
+      "still completes, with a warning.", "output", env=("DIARIZATION", "DIARIZE"),
+      keys=("diarize",)),
+    P("huggingface_access_token", str | None, None, "Hugging Face token for gated models "
+      "(pyannote). Never echoed.", "output", env=("HUGGINGFACE_ACCESS_TOKEN", "HF_TOKEN"),
+      secret=True, max_length=512),
+    P("min_speakers", int | None, None, "Lower bound on the number of speakers.", "output",
+      ge=1, le=100),
+    P("max_speakers", int | None, None, "Upper bound on the number of speakers.", "output",
+      ge=1, le=100),
+    # --- output ------------------------------------------------------------------------
+    P("output_format", str, "json", "Besides `segments` (always), also return the transcript "
+      "as `srt`, `vtt` or `txt`.", "output", choices=OUTPUT_FORMATS),
+    P("transcription", str, "plain_text", "Official-worker compatible format of the "
+      "`transcription` field.", "output", choices=TEXT_FORMATS),
+    P("translation", str, "plain_text", "Official-worker compatible format of the "
+      "`translation` field.", "output", choices=TEXT_FORMATS),
+    P("debug", bool, False, "Return `debug_info`: audio check, runtime, model, decode options, "
+      "every parameter with its source, timings.", "output"),
+)
+del P
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+KEY_TO_PARAM: dict[str, Param] = {k: p for p in PARAMS for k in p.request_keys}
+
+
+def _reject_bool(value: Any) -> Any:
+    # JSON true is not a number; pydantic's lax mode would read it as 1.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+def _adapter(p: Param) -> TypeAdapter:
+    inner = _inner_type(p.type)
+    constraints = Field(
+        ge=p.ge, gt=p.gt, le=p.le, lt=p.lt, max_length=p.max_length,
+        **({"allow_inf_nan": False} if inner is float else {}),
+    )
+    annotated: Any = Annotated[inner, constraints]
+    if inner in (int, float):
+        annotated = Annotated[annotated, BeforeValidator(_reject_bool)]
+    return TypeAdapter(annotated | None if _is_optional(p.type) else annotated)
+
+
+_ADAPTERS = {p.name: _adapter(p) for p in PARAMS}
+
+
+def _normalize_choice(value: str) -> str:
+    # Peers send "plain text" (the official worker's own tests.json does) and upper case.
+    return value.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def parse_value(p: Param, value: Any, where: str) -> Any:
+    """Parse one raw value (JSON value or env string) into the parameter's type."""
+    shown = "<redacted>" if p.secret else _short(value)
+    if isinstance(value, str) and value.strip().lower() in ("null", "none") and _is_optional(
+        p.type
+    ):
+        value = None
+    try:
+        parsed = _ADAPTERS[p.name].validate_python(value)
+    except ValidationError:
+        raise InputError(f"{where}: got {shown}, expected {p.allowed}.") from None
+    if parsed is None:
+        return None
+    if p.choices:
+        normalized = _normalize_choice(parsed)
+        if normalized not in p.choices:
+            raise InputError(f"{where}: got {shown}, expected {p.allowed}.")
+        return normalized
+    if p.name == "language":
+        code = normalize_language(parsed)
+        if code is None:
+            raise InputError(
+                f"{where}: got {shown}, expected a Whisper language code "
+                f"({', '.join(LANGUAGE_CODES)}) or null to detect it."
+            )
+        return code
+    if p.name == "suppress_tokens":
+        try:
+            [int(t) for t in parsed.split(",") if t.strip()]
+        except ValueError:
+            raise InputError(
+                f"{where}: got {shown}, expected comma-separated integer token ids like \"-1\"."
+            ) from None
+    return parsed
+
+
+JobInput = dataclasses.make_dataclass(
+    "JobInput", [(p.name, Any, field(default=None)) for p in PARAMS], frozen=True
+)
+JobInput.__doc__ = "A job's resolved parameters: one attribute per entry of PARAMS."
+
+
+@dataclass(frozen=True)
+class Resolved:
+    values: Any  # JobInput
+    sources: dict[str, str]  # parameter -> "request:<key>" | "env:<NAME>" | "default"
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Each parameter's value and source, secrets redacted, for debug_info."""
+        out = {}
+        for p in PARAMS:
+            value = getattr(self.values, p.name)
+            if p.secret and value is not None:
+                value = "<redacted>"
+            elif p.name == "audio_base64" and value is not None:
+                value = f"<{len(value)} characters>"
+            out[p.name] = {"value": value, "source": self.sources[p.name]}
+        return out
+
+
+def resolve(raw: Any, environ: Mapping[str, str] | None = None) -> Resolved:
+    """Resolve every parameter: request key if present, else env alias if set, else default.
+
+    Raises InputError listing every problem found, each naming the field and the fix.
+    """
+    environ = os.environ if environ is None else environ
+    if not isinstance(raw, dict):
+        raise InputError(
+            f"input: expected a JSON object of parameters, got {type(raw).__name__}. "
+            'Send {"input": {"audio_file": "https://..."}}.'
+        )
+    errors: list[str] = []
+    for key in raw:
+        if key not in KEY_TO_PARAM:
+            hint = difflib.get_close_matches(str(key), list(KEY_TO_PARAM), n=1)
+            errors.append(
+                f"input: unknown parameter {_short(key)}"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                + f". Valid parameters: {', '.join(sorted(KEY_TO_PARAM))}."
+            )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for p in PARAMS:
+        present = [k for k in p.request_keys if k in raw]
+        try:
+            if present:
+                parsed = [parse_value(p, raw[k], f"input '{k}'") for k in present]
+                if any(v != parsed[0] for v in parsed[1:]):
+                    raise InputError(
+                        f"input: {' and '.join(repr(k) for k in present)} are the same "
+                        "parameter with different values; send only one."
+                    )
+                values[p.name], sources[p.name] = parsed[0], f"request:{present[0]}"
+                continue
+            env_name = next((n for n in p.env_names if environ.get(n, "").strip()), None)
+            if env_name:
+                where = f"environment variable {env_name} (sets {p.name})"
+                values[p.name] = parse_value(p, environ[env_name].strip(), where)
+                sources[p.name] = f"env:{env_name}"
+                continue
+            values[p.name], sources[p.name] = p.default, "default"
+        except InputError as exc:
+            errors.append(str(exc))
+            values[p.name], sources[p.name] = p.default, "default"
+
+    errors.extend(_cross_field_errors(values))
+    if errors:
+        raise InputError(" ".join(errors))
+    return Resolved(JobInput(**values), sources)
+
+
+def _cross_field_errors(v: dict[str, Any]) -> list[str]:
+    errors = []
+    has_file, has_b64 = v["audio_file"] not in (None, ""), v["audio_base64"] not in (None, "")
+    if has_file == has_b64:
+        errors.append(
+            "input: give exactly one of 'audio_file' (an http(s) URL; 'audio' also works) or "
+            "'audio_base64' (the file's bytes, base64-encoded)"
+            + (", not both." if has_file else "; neither was given.")
+        )
+    lo, hi = v["min_speakers"], v["max_speakers"]
+    if lo is not None and hi is not None and lo > hi:
+        errors.append(
+            f"input: min_speakers ({lo}) is greater than max_speakers ({hi}); "
+            "make min_speakers <= max_speakers."
+        )
+    return errors
+
+
+def temperatures(v: Any) -> tuple[float, ...]:
+    """The fallback schedule: temperature, then up to 1.0 in temperature_increment steps."""
+    step = v.temperature_increment_on_fallback
+    if not step:
+        return (v.temperature,)
+    count = math.floor((1.0 - v.temperature) / step + 1e-6)
+    return tuple(round(v.temperature + i * step, 6) for i in range(count + 1))
