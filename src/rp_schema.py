@@ -13,10 +13,9 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
-from typing_extensions import Annotated
 
 from errors import InputError
 from languages import LANGUAGE_CODES, normalize_language

@@ -1,0 +1,68 @@
+"""RunPod serverless entry point: validate the request, run the job, return output + logs.
+
+Every failure becomes `{"error": "...", "logs": "..."}` and the worker keeps serving; a job's
+temporary files are removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Third-party defaults that must be set before those libraries are imported.
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import job_logs  # noqa: E402
+
+job_logs.install()
+
+import runpod  # noqa: E402
+
+import predict  # noqa: E402
+import rp_schema  # noqa: E402
+from errors import JobError  # noqa: E402
+
+log = logging.getLogger("worker.handler")
+
+
+def handler(job: dict[str, Any]) -> dict[str, Any]:
+    raw = job.get("input")
+    if isinstance(raw, dict):
+        job_logs.add_secret(raw.get("huggingface_access_token"))
+    with job_logs.capture() as lines:
+        log.info("job %s started", job.get("id"))
+        try:
+            resolved = rp_schema.resolve(raw)
+            with tempfile.TemporaryDirectory(prefix="whisperx-job-") as workdir:
+                output = predict.predict(resolved, Path(workdir))
+        except JobError as exc:
+            log.error("job %s failed: %s", job.get("id"), exc)
+            output = {"error": str(exc)}
+        except Exception as exc:  # the worker must survive anything a job does
+            log.exception("job %s crashed", job.get("id"))
+            output = {
+                "error": f"internal error ({type(exc).__name__}): {exc}. The input was "
+                "accepted but processing failed; retry, and report it if it repeats."
+            }
+        log.info("job %s finished", job.get("id"))
+    output["logs"] = "\n".join(lines)
+    return job_logs.redact(output)
+
+
+def _warm_up() -> None:
+    """Preload the default model; a failure here is logged and left to the first job."""
+    try:
+        defaults = rp_schema.resolve({"audio_file": "warm-up"})
+        predict.warm_up(defaults.values.model, defaults.values.compute_type)
+    except Exception as exc:
+        log.warning("warm-up skipped: %s", exc)
+
+
+if __name__ == "__main__":
+    if os.environ.get("WARM_UP", "true").strip().lower() not in ("0", "false", "no", "off"):
+        _warm_up()
+    runpod.serverless.start({"handler": handler})

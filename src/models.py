@@ -1,0 +1,151 @@
+"""Finding, loading and keeping warm the Whisper and VAD models.
+
+A model name is looked up under MODELS_DIR (default /models), then taken as a path, then as a
+Hugging Face id (only when HF_HUB_OFFLINE is not set). The official worker's names (tiny ...
+large-v3, turbo) fall back to the nearest model the image holds, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctranslate2
+import torch
+from whisperx.vads import Pyannote
+
+from decoding import ThresholdedWhisperModel
+from errors import InputError
+from rp_schema import OFFICIAL_MODELS
+
+log = logging.getLogger("worker.models")
+
+# name -> Hugging Face repository of its CTranslate2 weights
+HF_REPOS = {
+    "faster-whisper-large-v3-russian": "bzikst/faster-whisper-large-v3-russian",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    "turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    **{n: f"Systran/faster-whisper-{n}" for n in OFFICIAL_MODELS if n != "turbo"},
+}
+# What to use instead when an official name is not in the image, best first.
+SUBSTITUTES = {n: ("large-v3", "large-v3-turbo") for n in OFFICIAL_MODELS}
+SUBSTITUTES["turbo"] = ("large-v3-turbo", "large-v3")
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get("MODELS_DIR", "/models"))
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def device() -> str:
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / "model.bin").is_file()
+
+
+def available_models() -> list[str]:
+    root = models_dir()
+    return sorted(p.name for p in root.iterdir() if _is_model_dir(p)) if root.is_dir() else []
+
+
+def resolve_model(name: str, warnings: list[str]) -> str:
+    """A local directory or a Hugging Face id for the requested model name."""
+    local = models_dir() / name
+    if _is_model_dir(local):
+        return str(local)
+    if _is_model_dir(Path(name)):
+        return name
+    for substitute in SUBSTITUTES.get(name, ()):
+        if _is_model_dir(models_dir() / substitute):
+            warnings.append(
+                f"model '{name}' is not in this image; using '{substitute}' instead."
+            )
+            return str(models_dir() / substitute)
+    if not offline():
+        return HF_REPOS.get(name, name)
+    raise InputError(
+        f"model: {name!r} is not in MODELS_DIR ({models_dir()}) and downloads are disabled "
+        f"(HF_HUB_OFFLINE). Available: {', '.join(available_models()) or 'none'}."
+    )
+
+
+def resolve_compute_type(requested: str, dev: str, warnings: list[str]) -> str:
+    supported = ctranslate2.get_supported_compute_types(dev)
+    if requested in ("default", "auto") or requested in supported:
+        return requested
+    fallback = "int8" if "int8" in supported else "float32"
+    warnings.append(
+        f"compute_type '{requested}' is not supported on {dev}; using '{fallback}'. "
+        f"Supported here: {', '.join(sorted(supported))}."
+    )
+    return fallback
+
+
+@dataclass(frozen=True)
+class Loaded:
+    model: ThresholdedWhisperModel
+    path: str
+    compute_type: str
+    device: str
+    load_seconds: float  # 0.0 when the model was already warm
+
+
+class ModelCache:
+    """Loaded models stay in memory across jobs; the least recently used beyond `capacity`
+    are dropped (each large-v3 holds ~3 GB of GPU memory in float16)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self._whisper: OrderedDict[tuple[str, str, str], ThresholdedWhisperModel] = OrderedDict()
+        self._vad: dict[str, Pyannote] = {}
+        self._lock = threading.Lock()
+
+    def whisper(self, path: str, compute_type: str, dev: str) -> Loaded:
+        key = (path, compute_type, dev)
+        with self._lock:
+            if key in self._whisper:
+                self._whisper.move_to_end(key)
+                return Loaded(self._whisper[key], path, compute_type, dev, 0.0)
+            start = time.perf_counter()
+            log.info("loading %s (%s on %s)", path, compute_type, dev)
+            model = ThresholdedWhisperModel(
+                path, device=dev, compute_type=compute_type,
+                download_root=str(models_dir()) if models_dir().is_dir() else None,
+                local_files_only=offline(), cpu_threads=os.cpu_count() or 4,
+            )
+            self._whisper[key] = model
+            while len(self._whisper) > self.capacity:
+                dropped, _ = self._whisper.popitem(last=False)
+                log.info("unloaded %s to stay within MAX_LOADED_MODELS", dropped[0])
+            seconds = time.perf_counter() - start
+            log.info("loaded %s in %.1f s", path, seconds)
+            return Loaded(model, path, compute_type, dev, seconds)
+
+    def vad(self, dev: str) -> Pyannote:
+        """whisperx's pyannote VAD (weights ship in the whisperx wheel); thresholds are per job."""
+        with self._lock:
+            if dev not in self._vad:
+                self._vad[dev] = Pyannote(torch.device(dev), vad_onset=0.5)
+            return self._vad[dev]
+
+
+def _capacity() -> int:
+    raw = os.environ.get("MAX_LOADED_MODELS", "2").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(
+            f"environment variable MAX_LOADED_MODELS: got {raw!r}, expected an integer >= 1."
+        )
+    return int(raw)
+
+
+CACHE = ModelCache(_capacity())

@@ -1,0 +1,183 @@
+"""One job, top to bottom: input -> audio -> model -> language -> ASR -> (translation) -> output.
+
+Alignment and diarization are requested by default (seed 002); until their stages exist in
+this build they are reported in `warnings`, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ctranslate2
+import torch
+import whisperx
+
+import asr
+import formats
+import media
+import models
+from rp_schema import Resolved
+
+log = logging.getLogger("worker.predict")
+
+
+class Timings(dict):
+    """Seconds per stage, in the order the stages ran."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = round(time.perf_counter() - start, 3)
+            log.info("stage %s: %.2f s", name, self[name])
+
+
+def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
+    job = resolved.values
+    warnings: list[str] = []
+    timings = Timings()
+    device = models.device()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    with timings.stage("download"):
+        source = media.fetch(job.audio_file, job.audio_base64, workdir)
+    with timings.stage("decode_audio"):
+        audio = media.load(source)
+
+    with timings.stage("model_load"):
+        path = models.resolve_model(job.model, warnings)
+        compute_type = models.resolve_compute_type(job.compute_type, device, warnings)
+        loaded = models.CACHE.whisper(path, compute_type, device)
+        vad = models.CACHE.vad(device)
+
+    with timings.stage("language_detection"):
+        language = asr.detect_language(loaded, audio.waveform, job)
+
+    with timings.stage("transcription"):
+        transcript = asr.transcribe(
+            loaded, vad, audio.waveform, audio.duration, job, language.code, job.task
+        )
+    segments = transcript.segments
+    if not segments:
+        warnings.append("no speech detected: the audio is silent or the VAD found no speech.")
+
+    translation = None
+    if job.translate:
+        with timings.stage("translation"):
+            translated = asr.transcribe(
+                loaded, vad, audio.waveform, audio.duration, job, language.code, "translate"
+            )
+        translation = formats.render(job.translation, translated.segments)
+
+    if job.align_output or job.word_timestamps:
+        warnings.append(
+            "word alignment is not available in this build yet; segments have no word timings."
+        )
+    if job.diarization:
+        warnings.append("speaker diarization is not available in this build yet; no speakers.")
+    if not job.enable_vad:
+        warnings.append("enable_vad=false is ignored: the batched pipeline always uses VAD.")
+
+    output: dict[str, Any] = {
+        "segments": segments,
+        "detected_language": language.code,
+        "language_probability": language.probability,
+        "duration": round(audio.duration, 3),
+        "input_sha256": audio.sha256,
+        # the official faster-whisper worker's fields, so its clients keep working
+        "transcription": formats.render(job.transcription, segments),
+        "translation": translation,
+        "device": device,
+        "model": job.model,
+    }
+    if job.word_timestamps:
+        output["word_timestamps"] = [w for s in segments for w in s.get("words", [])]
+    if job.output_format != "json":
+        output[job.output_format] = formats.render(job.output_format, segments)
+    output["warnings"] = warnings
+    if job.debug:
+        output["debug_info"] = {
+            "audio": audio.check,
+            "runtime": runtime_info(device),
+            "model": {
+                "name": job.model, "path": loaded.path, "compute_type": loaded.compute_type,
+                "load_seconds": round(loaded.load_seconds, 3),
+                "asr_options": asr.asr_options(job),
+                "vad_options": vars(asr.vad_params(job)) | {"chunk_size": job.chunk_size},
+            },
+            "decode": {
+                "batch_size": job.batch_size, "beam_size": job.beam_size,
+                "temperature": job.temperature,
+                "temperature_increment_on_fallback": job.temperature_increment_on_fallback,
+                "length_penalty": job.length_penalty,
+                "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
+                "dropped_as_silence": transcript.stats.silent,
+            },
+            "output": {
+                "align_output": job.align_output, "diarization": job.diarization,
+                "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
+            },
+            "language": {"code": language.code, "probability": language.probability,
+                         "detected": language.detected},
+            "params": resolved.report(),
+            "timings": dict(timings),
+            **gpu_memory(device),
+        }
+    return output
+
+
+def runtime_info(device: str) -> dict[str, Any]:
+    info = {
+        "device": device,
+        "torch_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "torch": torch.__version__,
+        "ctranslate2": ctranslate2.__version__,
+        "whisperx": getattr(whisperx, "__version__", None) or _dist_version("whisperx"),
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def gpu_memory(device: str) -> dict[str, Any]:
+    if device != "cuda":
+        return {}
+    free, total = torch.cuda.mem_get_info()
+    return {
+        "gpu_memory": {
+            # torch's allocator covers VAD/alignment/diarization; CTranslate2 (Whisper)
+            # allocates outside it, so the device-wide figure is given too.
+            "torch_peak_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20),
+            "device_used_mb": round((total - free) / 2**20),
+            "device_total_mb": round(total / 2**20),
+        }
+    }
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def warm_up(model: str, compute_type: str) -> None:
+    """Load the default model and the VAD at worker start, so the first job doesn't wait."""
+    warnings: list[str] = []
+    device = models.device()
+    path = models.resolve_model(model, warnings)
+    models.CACHE.whisper(path, models.resolve_compute_type(compute_type, device, warnings), device)
+    models.CACHE.vad(device)
+    for warning in warnings:
+        log.warning("warm-up: %s", warning)
