@@ -1,0 +1,16 @@
+# The README's two commands: `make run` and `make test`. Both set everything up first.
+LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
+
+.PHONY: run test lint
+
+run:
+	scripts/setup.sh
+	$(LOCAL_ENV) .venv/bin/python src/handler.py
+
+test:
+	scripts/setup.sh --test
+	.venv/bin/ruff check src tests scripts
+	.venv/bin/python -m pytest
+
+lint:
+	.venv/bin/ruff check src tests scripts
