@@ -118,7 +118,8 @@ def _local(name: str) -> Source:
 def _public_url(url: str) -> str:
     """The URL without query or credentials: signed URLs carry secrets there."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def _check_host(url: str) -> None:
@@ -219,6 +220,12 @@ def _probe(path: Path) -> dict[str, Any]:
 
 def load(source: Source) -> Audio:
     info = _probe(source.path)
+    fmt = info.get("format", {})
+    if fmt.get("format_name") == "tty":  # ffmpeg opens any text file as ANSI-art "video"
+        raise AudioError(
+            "audio: not an audio or video file (it is text, e.g. an error page); send the "
+            "media file itself."
+        )
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         has_video = any(s.get("codec_type") == "video" for s in info.get("streams", []))
@@ -227,7 +234,6 @@ def load(source: Source) -> Audio:
             + (" (a video without sound)" if has_video else "")
             + "; send a file with an audio track."
         )
-    fmt = info.get("format", {})
     stream = streams[0]
     actual = {
         "container": fmt.get("format_name"),

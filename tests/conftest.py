@@ -1,0 +1,142 @@
+"""Shared fixtures: real speech (espeak-ng English, Debian's recorded Russian prompts), the
+small real models fetched by scripts/setup.sh, and a way to run jobs through the handler."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+SAMPLES = ROOT / "samples"
+RU_SOUNDS = Path("/usr/share/asterisk/sounds/ru")
+RU_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-ru/core-sounds-ru.txt.gz")
+
+ENGLISH_TEXT = (
+    "Please call Stella and ask her to bring these things with her from the store. "
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for "
+    "her brother Bob. We also need a small plastic snake and a big toy frog for the kids."
+)
+
+# Environment every in-process job sees: the small real model, offline, CPU.
+WORKER_ENV = {
+    "MODELS_DIR": str(MODELS),
+    "MODEL": "base",
+    "COMPUTE_TYPE": "int8",
+    "HF_HUB_OFFLINE": "1",
+    "LOCAL_INPUT_DIR": str(SAMPLES),
+}
+# Variables from the developer's shell that would change what the tests resolve.
+CLEARED_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "ALLOW_PRIVATE_URLS", "MAX_AUDIO_SECONDS",
+               "MAX_DOWNLOAD_MB", "DIARIZATION", "DIARIZE", "BATCH_SIZE", "DEBUG", "LANGUAGE")
+
+
+def normalize(text: str) -> str:
+    text = text.lower().replace("ё", "е")
+    text = re.sub(r"[^\w\s']", " ", text)
+    return " ".join(text.split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalize(reference), normalize(hypothesis))
+
+
+@pytest.fixture(autouse=True)
+def worker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CLEARED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in WORKER_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="session")
+def assets_ready() -> None:
+    if not (MODELS / "base" / "model.bin").is_file() or not (SAMPLES / "sample.wav").is_file():
+        pytest.fail("models/samples missing: run `scripts/setup.sh --test` (make test does)")
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def english_wav(media_dir: Path) -> Path:
+    """espeak-ng reading ENGLISH_TEXT: 22.05 kHz, so it also exercises the ffmpeg path."""
+    path = media_dir / "english.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), ENGLISH_TEXT],
+                   check=True)
+    return path
+
+
+def russian_prompts(limit: int) -> list[tuple[Path, str]]:
+    """Debian's recorded Russian telephony prompts with their transcripts: the first `limit`
+    (by name) that are full sentences without digits (Whisper may write numbers either way)."""
+    with gzip.open(RU_TRANSCRIPTS, "rt", encoding="utf-8") as f:
+        entries = [line.split(":", 1) for line in f if re.match(r"^[\w-]+: ", line)]
+    chosen = []
+    for name, text in sorted(entries):
+        text = text.strip()
+        wav = RU_SOUNDS / f"{name}.wav"
+        if wav.is_file() and len(text.split()) >= 5 and not re.search(r"[\d\[\]<>]", text):
+            chosen.append((wav, text))
+    return chosen[:limit]
+
+
+@pytest.fixture(scope="session")
+def russian_speech(media_dir: Path) -> tuple[Path, str]:
+    """~30 s of real Russian human speech (8 kHz telephony recordings) and its transcript."""
+    prompts = russian_prompts(8)
+    pieces, rate = [], None
+    for wav, _ in prompts:
+        data, rate_i = soundfile.read(wav, dtype="float32")
+        assert rate in (None, rate_i)
+        rate = rate_i
+        pieces += [data, np.zeros(int(0.6 * rate_i), dtype="float32")]
+    path = media_dir / "russian.wav"
+    soundfile.write(path, np.concatenate(pieces), rate)
+    return path, " ".join(text for _, text in prompts)
+
+
+_job_ids = itertools.count(1)
+
+
+@pytest.fixture
+def run_job(assets_ready: None) -> Callable[..., dict[str, Any]]:
+    """Run one job through the real handler, in this process (models stay warm)."""
+    import handler
+
+    def run(job_input: Any) -> dict[str, Any]:
+        return handler.handler({"id": f"test-{next(_job_ids)}", "input": job_input})
+
+    return run
+
+
+@pytest.fixture
+def local_file(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], str]:
+    """Make a file readable as `audio_file` by name (LOCAL_INPUT_DIR points at its folder)."""
+
+    def place(path: Path) -> str:
+        monkeypatch.setenv("LOCAL_INPUT_DIR", str(path.parent))
+        return path.name
+
+    return place
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None

@@ -1,0 +1,250 @@
+"""The handler in-process: inputs (file, base64, URL, video), errors, caching, logs, secrets."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS, ffmpeg
+
+FAST = {"diarization": False, "align_output": False, "language": "en"}
+
+
+@pytest.fixture(scope="module")
+def short_wav(media_dir: Path) -> Path:
+    """The first 6 s of the pyannote sample (real speech): quick jobs."""
+    path = media_dir / "short.wav"
+    ffmpeg("-i", str(Path(__file__).parent.parent / "samples" / "sample.wav"), "-ss", "6.5",
+           "-t", "6", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def http_server(media_dir: Path) -> Iterator[str]:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def ok(result: dict) -> dict:
+    assert "error" not in result, result["error"]
+    return result
+
+
+def test_local_file_transcribes_with_debug_info(run_job, short_wav, local_file):
+    result = ok(run_job({"audio_file": local_file(short_wav), "debug": True} | FAST))
+    text = result["transcription"].lower()
+    assert "hello" in text
+    info = result["debug_info"]
+    assert set(info) >= {"audio", "runtime", "model", "decode", "output", "params", "timings"}
+    assert info["audio"] == {
+        "is_compatible": True,
+        "expected": {"container": "wav", "codec": "pcm_s16le", "sample_rate": 16000,
+                     "channels": 1},
+        "actual": {"container": "wav", "codec": "pcm_s16le", "sample_rate": 16000,
+                   "channels": 1},
+        "used_fallback": False, "source": "local", "reason": "16 kHz mono PCM WAV; read directly",
+    }
+    assert info["runtime"]["device"] == "cpu" == result["device"]
+    assert info["params"]["model"] == {"value": "base", "source": "env:MODEL"}
+    assert info["params"]["debug"] == {"value": True, "source": "request:debug"}
+    assert info["params"]["beam_size"] == {"value": 5, "source": "default"}
+    assert set(info["timings"]) >= {"download", "decode_audio", "model_load",
+                                    "language_detection", "transcription"}
+    assert len(result["input_sha256"]) == 64 and abs(result["duration"] - 6.0) < 0.05
+
+
+def test_second_job_reuses_the_loaded_model(run_job, short_wav, local_file):
+    # float32 is loaded by no other test, so the first of these two jobs really loads it.
+    job = {"audio_file": local_file(short_wav), "compute_type": "float32", "debug": True} | FAST
+    first, second = ok(run_job(job)), ok(run_job(job))
+    assert first["debug_info"]["model"]["load_seconds"] > 0
+    assert second["debug_info"]["model"]["load_seconds"] == 0
+    assert second["debug_info"]["model"]["compute_type"] == "float32"
+    assert second["transcription"] == first["transcription"]
+
+
+def test_each_job_returns_only_its_own_logs(run_job, short_wav, local_file):
+    import handler
+
+    name = local_file(short_wav)
+    a = handler.handler({"id": "job-a", "input": {"audio_file": name} | FAST})
+    b = handler.handler({"id": "job-b", "input": {"audio_file": name} | FAST})
+    assert "job job-a started" in a["logs"] and "job job-b" not in a["logs"]
+    assert "job job-b started" in b["logs"] and "job job-a" not in b["logs"]
+    assert "stage transcription" in b["logs"]
+
+
+def test_float16_on_cpu_falls_back_to_int8_with_warning(run_job, short_wav, local_file):
+    result = ok(run_job({"audio_file": local_file(short_wav), "compute_type": "float16",
+                         "debug": True} | FAST))
+    assert result["debug_info"]["model"]["compute_type"] == "int8"
+    assert any("compute_type 'float16' is not supported on cpu; using 'int8'" in w
+               for w in result["warnings"])
+
+
+def test_base64_input(run_job, short_wav):
+    data = base64.b64encode(short_wav.read_bytes()).decode()
+    result = ok(run_job({"audio_base64": data, "debug": True} | FAST))
+    assert "hello" in result["transcription"].lower()
+    assert result["debug_info"]["audio"]["source"] == "base64"
+
+
+def test_video_with_audio_track_is_transcribed(run_job, media_dir, short_wav, local_file):
+    video = media_dir / "talk.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=160x120:d=6", "-i", str(short_wav),
+           "-c:v", "libx264", "-c:a", "aac", "-shortest", str(video))
+    result = ok(run_job({"audio_file": local_file(video), "debug": True} | FAST))
+    assert "hello" in result["transcription"].lower()
+    assert result["debug_info"]["audio"]["used_fallback"] is True
+    assert result["debug_info"]["audio"]["actual"]["codec"] == "aac"
+
+
+@pytest.mark.parametrize("output_format, marker", [
+    ("srt", "1\n00:00:0"), ("vtt", "WEBVTT\n"), ("txt", "Hello"),
+])
+def test_output_formats(run_job, short_wav, local_file, output_format, marker):
+    result = ok(run_job({"audio_file": local_file(short_wav),
+                         "output_format": output_format} | FAST))
+    assert result[output_format].startswith(marker) or marker in result[output_format]
+    assert "-->" in result[output_format] or output_format == "txt"
+
+
+def test_official_worker_formats_and_fields(run_job, short_wav, local_file):
+    result = ok(run_job({"audio": local_file(short_wav), "transcription": "formatted_text",
+                         "model": "base"} | FAST))
+    assert result["model"] == "base" and result["device"] == "cpu"
+    assert result["translation"] is None
+    assert result["transcription"] == "\n".join(s["text"] for s in result["segments"])
+
+
+def test_url_download_from_allowed_private_host(run_job, http_server, short_wav, monkeypatch):
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
+    result = ok(run_job({"audio_file": f"{http_server}/{short_wav.name}?sig=secret",
+                         "debug": True} | FAST))
+    assert result["debug_info"]["audio"]["source"] == "url"
+    assert "sig=secret" not in result["logs"]  # signed-URL queries are not logged
+
+
+def test_private_url_is_refused_by_default(run_job, http_server, short_wav):
+    result = run_job({"audio_file": f"{http_server}/{short_wav.name}"} | FAST)
+    assert result["error"].startswith("audio_file: host '127.0.0.1' resolves to a non-public "
+                                      "address (127.0.0.1); downloads from loopback/private")
+
+
+def test_http_404_is_a_clear_error(run_job, http_server, monkeypatch):
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
+    result = run_job({"audio_file": f"{http_server}/missing.wav"} | FAST)
+    assert result["error"] == (
+        f"audio_file: download failed with HTTP 404 File not found for {http_server}/"
+        "missing.wav; check the URL is correct and public."
+    )
+
+
+BAD_MEDIA = [
+    ("notes.txt", b"this is not audio at all\n" * 20, "audio: not an audio or video file (it "
+     "is text"),
+    ("page.html", b"<html><body>404 Not Found</body></html>", "audio: not a"),
+    ("random.bin", bytes(range(256)) * 8, "audio: not a readable audio or video file"),
+    ("empty.wav", b"", "audio: not a readable audio or video file"),
+    ("truncated.wav", None, "audio:"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BAD_MEDIA, ids=[b[0] for b in BAD_MEDIA])
+def test_bad_media_is_an_error_and_the_worker_goes_on(run_job, media_dir, short_wav, local_file,
+                                                      name, content, message):
+    path = media_dir / name
+    path.write_bytes(short_wav.read_bytes()[:30] if content is None else content)
+    result = run_job({"audio_file": local_file(path)} | FAST)
+    assert result["error"].startswith(message), result["error"]
+    assert "Traceback" not in result["error"]
+    assert ok(run_job({"audio_file": local_file(short_wav)} | FAST))["segments"]
+
+
+def test_video_without_audio_is_a_clear_error(run_job, media_dir, local_file):
+    video = media_dir / "silent-film.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=160x120:d=2", "-c:v", "libx264", str(video))
+    result = run_job({"audio_file": local_file(video)} | FAST)
+    assert result["error"] == (
+        "audio: the file has no audio stream (a video without sound); send a file with an "
+        "audio track."
+    )
+
+
+def test_invalid_base64_is_a_clear_error(run_job):
+    result = run_job({"audio_base64": "this is not base64!!"} | FAST)
+    assert result["error"].startswith("audio_base64: not valid base64.")
+
+
+def test_local_paths_need_local_input_dir(run_job, monkeypatch):
+    monkeypatch.delenv("LOCAL_INPUT_DIR")
+    result = run_job({"audio_file": "/etc/passwd"} | FAST)
+    assert result["error"].startswith("audio_file: '/etc/passwd' is not an http(s) URL.")
+
+
+def test_local_paths_cannot_escape_local_input_dir(run_job, short_wav, local_file):
+    local_file(short_wav)
+    result = run_job({"audio_file": "../../../etc/passwd"} | FAST)
+    assert result["error"] == (
+        "audio_file: '../../../etc/passwd' is outside LOCAL_INPUT_DIR; name a file inside it."
+    )
+
+
+def test_too_long_audio_is_refused_up_front(run_job, short_wav, local_file, monkeypatch):
+    monkeypatch.setenv("MAX_AUDIO_SECONDS", "3")
+    result = run_job({"audio_file": local_file(short_wav)} | FAST)
+    assert result["error"] == (
+        "audio: 6 s is longer than this worker's MAX_AUDIO_SECONDS=3; split the file or raise "
+        "the limit."
+    )
+
+
+def test_unknown_model_lists_what_is_available(run_job, short_wav, local_file):
+    result = run_job({"audio_file": local_file(short_wav), "model": "large-v2"} | FAST)
+    assert result["error"] == (
+        f"model: 'large-v2' is not in MODELS_DIR ({MODELS}) and downloads are disabled "
+        "(HF_HUB_OFFLINE). Available: base."
+    )
+
+
+def test_official_model_name_maps_to_what_the_image_holds(run_job, short_wav, local_file,
+                                                          tmp_path, monkeypatch):
+    (tmp_path / "large-v3").symlink_to(MODELS / "base")
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path))
+    result = ok(run_job({"audio_file": local_file(short_wav), "model": "medium"} | FAST))
+    assert "model 'medium' is not in this image; using 'large-v3' instead." in result["warnings"]
+
+
+def test_token_never_appears_in_output(run_job, short_wav, local_file, monkeypatch):
+    request_token, env_token = "hf_REQUESTsecret123", "hf_ENVsecret456"
+    monkeypatch.setenv("HF_TOKEN", env_token)
+    import job_logs
+
+    job_logs.add_secret(env_token)  # the worker does this for env tokens at start-up
+    result = ok(run_job({"audio_file": local_file(short_wav), "debug": True,
+                         "huggingface_access_token": request_token} | FAST))
+    bad = run_job({"audio_file": local_file(short_wav), "batch_size": 0,
+                   "huggingface_access_token": request_token} | FAST)
+    for output in (result, bad):
+        dumped = json.dumps(output)
+        assert request_token not in dumped and env_token not in dumped
+    assert result["debug_info"]["params"]["huggingface_access_token"]["value"] == "<redacted>"
+
+
+def test_bad_input_then_good_job(run_job, short_wav, local_file):
+    bad = run_job({"audio_file": local_file(short_wav), "beam_size": -1, "colour": "red"})
+    assert "input 'beam_size': got -1" in bad["error"]
+    assert "unknown parameter 'colour'" in bad["error"]
+    assert "logs" in bad
+    assert ok(run_job({"audio_file": local_file(short_wav)} | FAST))["segments"]
