@@ -89,7 +89,8 @@ def test_alias_keys_set_their_parameter(key: str, param: str) -> None:
 
 
 def test_first_env_alias_wins_when_both_are_set() -> None:
-    resolved = resolve(dict(AUDIO), {"HF_TOKEN": "hf_second", "HUGGINGFACE_ACCESS_TOKEN": "hf_first"})
+    environ = {"HF_TOKEN": "hf_second", "HUGGINGFACE_ACCESS_TOKEN": "hf_first"}
+    resolved = resolve(dict(AUDIO), environ)
     assert resolved.values.huggingface_access_token == "hf_first"
 
 

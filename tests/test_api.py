@@ -1,0 +1,100 @@
+"""The worker as users run it: runpod's local API server (/runsync, /run + /status) on
+127.0.0.1, and `python src/handler.py` on test_input.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from conftest import CLEARED_ENV, ROOT, WORKER_ENV
+
+SAMPLE_JOB = {"audio_file": "sample.wav", "diarization": False, "align_output": False}
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    return env | WORKER_ENV | {"LOCAL_INPUT_DIR": str(ROOT / "samples")} | extra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api(assets_ready: None) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+         "--rp_api_port", str(port)],
+        cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            requests.get(f"{url}/docs", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"API server did not start:\n{proc.stdout.read()[-3000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_runsync_transcribes(api: str) -> None:
+    response = requests.post(f"{api}/runsync", json={"input": SAMPLE_JOB | {"debug": True}},
+                             timeout=300)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "COMPLETED", body
+    output = body["output"]
+    assert "chicago" in output["transcription"].lower()
+    assert output["detected_language"] == "en"
+    # the model was preloaded at start-up, so the job itself loads nothing
+    assert output["debug_info"]["model"]["load_seconds"] == 0
+    assert "job " in output["logs"] and "stage transcription" in output["logs"]
+
+
+def test_run_then_status(api: str) -> None:
+    submitted = requests.post(f"{api}/run", json={"input": SAMPLE_JOB}, timeout=30).json()
+    assert submitted["status"] == "IN_PROGRESS"
+    result = requests.post(f"{api}/status/{submitted['id']}", timeout=300).json()
+    assert result["status"] == "COMPLETED", result
+    assert "new jersey" in result["output"]["transcription"].lower()
+
+
+def test_bad_request_fails_cleanly_and_server_keeps_serving(api: str) -> None:
+    bad = requests.post(f"{api}/runsync", json={"input": {"audio_file": "sample.wav",
+                                                          "batch_size": "lots"}},
+                        timeout=60).json()
+    assert bad["status"] == "FAILED"
+    assert bad["error"] == (
+        "input 'batch_size': got 'lots', expected an integer >= 1 and <= 256."
+    )
+    good = requests.post(f"{api}/runsync", json={"input": SAMPLE_JOB}, timeout=300).json()
+    assert good["status"] == "COMPLETED"
+
+
+def test_handler_runs_test_input_json() -> None:
+    """What `make run` does: runpod's local test mode on test_input.json, exit 0 on success."""
+    proc = subprocess.run(
+        [sys.executable, "src/handler.py"], cwd=ROOT, env=worker_env(), capture_output=True,
+        text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Job local_test completed successfully." in proc.stdout
+    assert "Chicago" in proc.stdout
+    job_input = json.loads((ROOT / "test_input.json").read_text())["input"]
+    assert job_input["audio_file"] == "sample.wav"
