@@ -58,7 +58,8 @@ def install() -> None:
     for handler in (logging.StreamHandler(), _JobHandler()):
         handler.setFormatter(_RedactingFormatter(FORMAT))
         root.addHandler(handler)
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     logging.captureWarnings(True)
     for name in ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         add_secret(os.environ.get(name))

@@ -140,12 +140,13 @@ class ModelCache:
 
 
 def _capacity() -> int:
+    # A bad value must not crash-loop the worker at import: log it and use the default.
     raw = os.environ.get("MAX_LOADED_MODELS", "2").strip()
-    if not raw.isdigit() or int(raw) < 1:
-        raise InputError(
-            f"environment variable MAX_LOADED_MODELS: got {raw!r}, expected an integer >= 1."
-        )
-    return int(raw)
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    log.error("environment variable MAX_LOADED_MODELS: got %r, expected an integer >= 1; "
+              "using 2", raw)
+    return 2
 
 
 CACHE = ModelCache(_capacity())
