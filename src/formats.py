@@ -1,5 +1,6 @@
-"""Transcript renderings: whisperx's own SRT/VTT/TXT writers, and the official worker's
-plain_text / formatted_text."""
+"""Transcript renderings: whisperx's own SRT/VTT/TXT writers (which prefix `[SPEAKER_xx]: `
+when segments carry speakers), the official worker's plain_text / formatted_text, and a
+speaker-grouped Markdown document."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ _WRITERS: dict[str, type[ResultWriter]] = {"srt": WriteSRT, "vtt": WriteVTT, "tx
 
 
 def render(fmt: str, segments: list[dict[str, Any]]) -> str:
+    if fmt == "markdown":
+        return markdown(segments)
     if fmt == "plain_text":
         return " ".join(s["text"].strip() for s in segments)
     if fmt == "formatted_text":
@@ -21,3 +24,35 @@ def render(fmt: str, segments: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     _WRITERS[fmt](output_dir=".").write_result({"segments": segments}, buffer, _WRITER_OPTIONS)
     return buffer.getvalue()
+
+
+def _clock(seconds: float | None) -> str:
+    seconds = int(seconds or 0)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def markdown(segments: list[dict[str, Any]]) -> str:
+    """Full transcript grouped by speaker turns, then timestamped segments, each with its
+    word-level timestamps."""
+    lines = ["# Full Transcript", ""]
+    turns: list[tuple[str | None, list[str]]] = []
+    for s in segments:
+        if turns and turns[-1][0] == s.get("speaker"):
+            turns[-1][1].append(s["text"].strip())
+        else:
+            turns.append((s.get("speaker"), [s["text"].strip()]))
+    for speaker, texts in turns:
+        text = " ".join(texts)
+        lines += [f"**{speaker}:** {text}" if speaker else text, ""]
+    lines += ["# Timestamped Transcript", ""]
+    for i, s in enumerate(segments, start=1):
+        speaker = f" ({s['speaker']})" if s.get("speaker") else ""
+        lines += [f"## Segment {i}: [{_clock(s['start'])} - {_clock(s['end'])}]{speaker}", "",
+                  s["text"].strip(), ""]
+        words = [w for w in s.get("words", []) if w.get("start") is not None]
+        if words:
+            lines += ["### Word-level timestamps", ""]
+            lines += [f"- {w['word']} @ {_clock(w['start'])}"
+                      + (f" ({w['speaker']})" if w.get("speaker") else "") for w in words]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

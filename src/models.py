@@ -44,7 +44,9 @@ def models_dir() -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """No downloads: HF_HUB_OFFLINE (the Hugging Face libraries' own switch) or OFFLINE_MODE."""
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "OFFLINE_MODE"))
 
 
 def device() -> str:

@@ -1,8 +1,8 @@
 """One job, top to bottom: input -> audio -> model -> language -> ASR -> (translation) ->
 word alignment -> diarization -> output.
 
-Diarization is requested by default (seed 002); until its stage exists in this build it is
-reported in `warnings`, never silently skipped.
+Stages that can't run for a job (no alignment model, no diarization token) degrade with a
+warning; only bad input or unreadable audio fails a job.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import whisperx
 
 import alignment
 import asr
+import diarization
 import formats
 import media
 import models
@@ -90,8 +91,17 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
             )
         segments = aligned.segments
 
+    diarized = None
     if job.diarization:
-        warnings.append("speaker diarization is not available in this build yet; no speakers.")
+        with timings.stage("diarization"):
+            diarized = diarization.diarize(audio.waveform, job, device, warnings)
+        if diarized is not None:
+            segments = whisperx.assign_word_speakers(diarized.turns, {"segments": segments})[
+                "segments"]
+
+    if job.min_segment_duration:
+        segments = [s for s in segments
+                    if (s["end"] or 0) - (s["start"] or 0) >= job.min_segment_duration]
     if not job.enable_vad:
         warnings.append("enable_vad=false is ignored: the batched pipeline always uses VAD.")
 
@@ -107,6 +117,10 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
         "device": device,
         "model": job.model,
     }
+    if diarized is not None:
+        output["speakers"] = diarization.speakers_summary(diarized.turns, segments)
+    if job.return_speaker_embeddings:
+        output["speaker_embeddings"] = embeddings_output(diarized)
     if job.word_timestamps:
         output["word_timestamps"] = [
             {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
@@ -134,6 +148,8 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
                 "dropped_as_silence": transcript.stats.silent,
             },
             "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
+            "diarization": {"backend": diarized.backend, "model": diarized.model,
+                            "turns": len(diarized.turns)} if diarized else None,
             "output": {
                 "align_output": job.align_output, "diarization": job.diarization,
                 "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
@@ -145,6 +161,14 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
             **gpu_memory(device),
         }
     return output
+
+
+def embeddings_output(diarized: diarization.Diarization | None) -> dict[str, Any] | None:
+    if diarized is None or not diarized.embeddings:
+        return None
+    vectors = {k: [round(float(x), 6) for x in v] for k, v in diarized.embeddings.items()}
+    return {"model": diarized.embedding_model,
+            "dimension": len(next(iter(vectors.values()))), "vectors": vectors}
 
 
 def runtime_info(device: str) -> dict[str, Any]:

