@@ -17,7 +17,7 @@ from faster_whisper.transcribe import merge_punctuations
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.audio import SAMPLE_RATE
 
-from models import CACHE, Loaded, models_dir, offline
+from models import CACHE, MANIFEST, Loaded, models_dir, offline
 
 log = logging.getLogger("worker.alignment")
 
@@ -37,7 +37,9 @@ class Aligned:
 
 
 def default_align_model(language: str) -> str | None:
-    return DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language)
+    """The image's model for the language (manifest), else whisperx's default."""
+    return (MANIFEST["alignment"].get(language) or DEFAULT_ALIGN_MODELS_TORCH.get(language)
+            or DEFAULT_ALIGN_MODELS_HF.get(language))
 
 
 def align(

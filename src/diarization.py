@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import CACHE, models_dir, offline
+from models import CACHE, MANIFEST, models_dir, offline
 
 log = logging.getLogger("worker.diarization")
 
@@ -60,7 +60,8 @@ def _speaker_bounds(job: Any) -> dict[str, int | None]:
 
 def pyannote_source(name: str) -> str:
     """Where the pipeline comes from: the image's copy, a local directory, or the Hub."""
-    baked = models_dir() / DIARIZATION_DIR / name.rstrip("/").split("/")[-1]
+    entry = MANIFEST["diarization"].get(name, {})
+    baked = models_dir() / entry.get("dir", f"{DIARIZATION_DIR}/{name.rstrip('/').split('/')[-1]}")
     if (baked / "config.yaml").is_file():
         return str(baked)
     if (Path(name) / "config.yaml").is_file():

@@ -7,6 +7,7 @@ large-v3, turbo) fall back to the nearest model the image holds, with a warning.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -27,12 +28,11 @@ from rp_schema import OFFICIAL_MODELS
 
 log = logging.getLogger("worker.models")
 
+MANIFEST = json.loads((Path(__file__).with_name("model_manifest.json")).read_text())
 # name -> Hugging Face repository of its CTranslate2 weights
-HF_REPOS = {
-    "faster-whisper-large-v3-russian": "bzikst/faster-whisper-large-v3-russian",
-    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
-    "turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
-    **{n: f"Systran/faster-whisper-{n}" for n in OFFICIAL_MODELS if n != "turbo"},
+HF_REPOS = {name: entry["repo"] for name, entry in MANIFEST["whisper"].items()} | {
+    alias: MANIFEST["whisper"].get(target, {}).get("repo", target)
+    for alias, target in MANIFEST["whisper_aliases"].items()
 }
 # What to use instead when an official name is not in the image, best first.
 SUBSTITUTES = {n: ("large-v3", "large-v3-turbo") for n in OFFICIAL_MODELS}
@@ -64,9 +64,10 @@ def available_models() -> list[str]:
 
 def resolve_model(name: str, warnings: list[str]) -> str:
     """A local directory or a Hugging Face id for the requested model name."""
-    local = models_dir() / name
-    if _is_model_dir(local):
-        return str(local)
+    baked = MANIFEST["whisper"].get(MANIFEST["whisper_aliases"].get(name, name), {})
+    for local in (models_dir() / name, models_dir() / baked.get("dir", name)):
+        if _is_model_dir(local):
+            return str(local)
     if _is_model_dir(Path(name)):
         return name
     for substitute in SUBSTITUTES.get(name, ()):
