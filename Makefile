@@ -1,7 +1,7 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
 
-.PHONY: run test lint
+.PHONY: run test lint soak
 
 run:
 	scripts/setup.sh
@@ -14,3 +14,8 @@ test:
 
 lint:
 	.venv/bin/ruff check src tests scripts
+
+# Heavier checks, not part of `make test`.
+soak:
+	scripts/setup.sh
+	.venv/bin/python scripts/soak.py --jobs 200

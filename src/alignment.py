@@ -17,6 +17,7 @@ from faster_whisper.transcribe import merge_punctuations
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.audio import SAMPLE_RATE
 
+import gpu_faults
 from models import CACHE, MANIFEST, Loaded, models_dir, offline
 
 log = logging.getLogger("worker.alignment")
@@ -71,6 +72,8 @@ def align(
         )
         return Aligned([_clean(s) for s in result["segments"]], "wav2vec2", name)
     except Exception as exc:  # a missing model or a failure inside alignment
+        if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
+            raise
         log.warning("alignment with %s failed", name, exc_info=True)
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         warnings.append(

@@ -76,7 +76,7 @@ class Transcript:
 
 def transcribe(
     loaded: Loaded, vad: Any, audio: np.ndarray, duration: float, job: Any,
-    language: str, task: str,
+    language: str, task: str, batch_size: int,
 ) -> Transcript:
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
     # while the heavy model and VAD objects inside it are shared and stay warm.
@@ -91,7 +91,7 @@ def transcribe(
     token = decode_stats.set(stats)
     try:
         result = pipeline.transcribe(
-            audio, batch_size=job.batch_size, language=language, task=task,
+            audio, batch_size=batch_size, language=language, task=task,
             chunk_size=job.chunk_size,
         )
     finally:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import gpu_faults
 from models import CACHE, MANIFEST, models_dir, offline
 
 log = logging.getLogger("worker.diarization")
@@ -44,6 +45,8 @@ def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Di
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
     except Exception as exc:  # the transcript is still worth returning
+        if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
+            raise
         log.warning("diarization failed", exc_info=True)
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         warnings.append(

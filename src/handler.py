@@ -22,6 +22,7 @@ job_logs.install()
 
 import runpod  # noqa: E402
 
+import gpu_faults  # noqa: E402
 import predict  # noqa: E402
 import rp_schema  # noqa: E402
 from errors import JobError  # noqa: E402
@@ -38,19 +39,30 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         try:
             resolved = rp_schema.resolve(raw)
             with tempfile.TemporaryDirectory(prefix="whisperx-job-") as workdir:
-                output = predict.predict(resolved, Path(workdir))
+                output = predict.predict(resolved, Path(workdir), _progress(job))
         except JobError as exc:
             log.error("job %s failed: %s", job.get("id"), exc)
             output = {"error": str(exc)}
         except Exception as exc:  # the worker must survive anything a job does
-            log.exception("job %s crashed", job.get("id"))
-            output = {
-                "error": f"internal error ({type(exc).__name__}): {exc}. The input was "
-                "accepted but processing failed; retry, and report it if it repeats."
-            }
+            if gpu_faults.is_fatal(exc):
+                log.exception("job %s hit an unrecoverable GPU error", job.get("id"))
+                output = {"error": f"GPU failure ({type(exc).__name__}): {exc}. This worker is "
+                          "being replaced; retry the job.", "refresh_worker": True}
+            else:
+                log.exception("job %s crashed", job.get("id"))
+                output = {"error": f"internal error ({type(exc).__name__}): {exc}. The input was "
+                          "accepted but processing failed; retry, and report it if it repeats."}
         log.info("job %s finished", job.get("id"))
     output["logs"] = "\n".join(lines)
     return job_logs.redact(output)
+
+
+def _progress(job: dict[str, Any]) -> Any:
+    """Stage-by-stage progress for /status while the job runs (only on RunPod, where the
+    worker has a URL to post it to)."""
+    if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
+        return None
+    return lambda update: runpod.serverless.progress_update(job, update)
 
 
 def _warm_up() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import alignment
 import asr
 import diarization
 import formats
+import gpu_faults
 import media
 import models
 from rp_schema import Resolved
@@ -29,8 +30,16 @@ from rp_schema import Resolved
 log = logging.getLogger("worker.predict")
 
 
+STAGES = ("download", "decode_audio", "model_load", "language_detection", "transcription",
+          "translation", "alignment", "diarization")
+
+
 class Timings(dict):
-    """Seconds per stage, in the order the stages ran."""
+    """Seconds per stage, in the order the stages ran; reports progress after each."""
+
+    def __init__(self, progress: Callable[[dict[str, Any]], None] | None = None):
+        super().__init__()
+        self.progress = progress
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -40,12 +49,18 @@ class Timings(dict):
         finally:
             self[name] = round(time.perf_counter() - start, 3)
             log.info("stage %s: %.2f s", name, self[name])
+        if self.progress:
+            done = STAGES.index(name) + 1
+            self.progress({"stage": name, "percent": round(100 * done / (len(STAGES) + 1))})
 
 
-def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
+def predict(
+    resolved: Resolved, workdir: Path,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     job = resolved.values
     warnings: list[str] = []
-    timings = Timings()
+    timings = Timings(progress)
     device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -65,8 +80,11 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
         language = asr.detect_language(loaded, audio.waveform, job)
 
     with timings.stage("transcription"):
-        transcript = asr.transcribe(
-            loaded, vad, audio.waveform, audio.duration, job, language.code, job.task
+        transcript = gpu_faults.retry_on_oom(
+            "transcription",
+            lambda batch: asr.transcribe(loaded, vad, audio.waveform, audio.duration, job,
+                                         language.code, job.task, batch),
+            job.batch_size, warnings,
         )
     segments = transcript.segments
     if not segments:
@@ -75,8 +93,11 @@ def predict(resolved: Resolved, workdir: Path) -> dict[str, Any]:
     translation = None
     if job.translate:
         with timings.stage("translation"):
-            translated = asr.transcribe(
-                loaded, vad, audio.waveform, audio.duration, job, language.code, "translate"
+            translated = gpu_faults.retry_on_oom(
+                "translation",
+                lambda batch: asr.transcribe(loaded, vad, audio.waveform, audio.duration, job,
+                                             language.code, "translate", batch),
+                job.batch_size, warnings,
             )
         translation = formats.render(job.translation, translated.segments)
 

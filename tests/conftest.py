@@ -39,7 +39,8 @@ WORKER_ENV = {
 }
 # Variables from the developer's shell that would change what the tests resolve.
 CLEARED_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "ALLOW_PRIVATE_URLS", "MAX_AUDIO_SECONDS",
-               "MAX_DOWNLOAD_MB", "DIARIZATION", "DIARIZE", "BATCH_SIZE", "DEBUG", "LANGUAGE")
+               "MAX_DOWNLOAD_MB", "DIARIZATION", "DIARIZE", "BATCH_SIZE", "DEBUG", "LANGUAGE",
+               "OFFLINE_MODE", "RUNPOD_WEBHOOK_POST_OUTPUT", "ALIGN_MODEL")
 
 
 def normalize(text: str) -> str:

@@ -1,0 +1,128 @@
+"""Faults and isolation: GPU errors (injected into the real ASR call), temp-file cleanup,
+concurrent jobs' logs, progress updates."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import asr
+
+FAST = {"diarization": False, "align_output": False, "language": "en"}
+
+
+@pytest.fixture
+def short(local_file, media_dir) -> str:
+    from conftest import ffmpeg
+
+    path = media_dir / "reliability.wav"
+    if not path.exists():
+        ffmpeg("-i", str(Path(__file__).parent.parent / "samples" / "sample.wav"), "-ss", "6.5",
+               "-t", "4", str(path))
+    return local_file(path)
+
+
+def fail_first_call(monkeypatch, exc: BaseException) -> list[int]:
+    """Make asr.transcribe raise `exc` once, then run for real; returns the batch sizes."""
+    real, calls = asr.transcribe, []
+
+    def flaky(*args, **kwargs):
+        calls.append(args[-1])
+        if len(calls) == 1:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asr, "transcribe", flaky)
+    return calls
+
+
+def test_out_of_memory_retries_once_with_half_the_batch(run_job, short, monkeypatch):
+    calls = fail_first_call(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    result = run_job({"audio_file": short, "batch_size": 16} | FAST)
+    assert "error" not in result, result["error"]
+    assert calls == [16, 8]
+    assert ("transcription ran out of GPU memory at batch_size=16; retried with batch_size=8. "
+            "Lower batch_size to avoid the retry.") in result["warnings"]
+    assert "hello" in result["transcription"].lower()
+
+
+def test_ctranslate2_out_of_memory_is_recognised(run_job, short, monkeypatch):
+    calls = fail_first_call(monkeypatch, RuntimeError("CUDA failed with error out of memory"))
+    assert "error" not in run_job({"audio_file": short} | FAST)
+    assert calls == [32, 16]
+
+
+def test_unrecoverable_cuda_error_asks_runpod_to_replace_the_worker(run_job, short,
+                                                                    monkeypatch):
+    fail_first_call(monkeypatch, RuntimeError(
+        "CUDA error: an illegal memory access was encountered"))
+    result = run_job({"audio_file": short} | FAST)
+    assert result["refresh_worker"] is True
+    assert result["error"].startswith("GPU failure (RuntimeError): CUDA error: an illegal memory "
+                                      "access was encountered. This worker is being replaced")
+
+
+def test_unexpected_exception_is_an_error_and_the_next_job_runs(run_job, short, monkeypatch):
+    fail_first_call(monkeypatch, ValueError("boom"))
+    result = run_job({"audio_file": short} | FAST)
+    assert result["error"].startswith("internal error (ValueError): boom.")
+    assert "refresh_worker" not in result
+    assert "Traceback" in result["logs"]  # the job's own logs keep the detail
+    assert "error" not in run_job({"audio_file": short} | FAST)
+
+
+def test_job_temp_files_are_removed_on_success_and_failure(run_job, short):
+    def leftovers() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("whisperx-job-*"))
+
+    before = leftovers()
+    assert "error" not in run_job({"audio_file": short} | FAST)
+    assert "error" in run_job({"audio_base64": "bm90IGF1ZGlv"} | FAST)
+    assert leftovers() == before
+
+
+def test_concurrent_jobs_keep_their_logs_apart(short):
+    import handler
+
+    results: dict[str, dict] = {}
+
+    def run(job_id: str) -> None:
+        results[job_id] = handler.handler({"id": job_id, "input": {"audio_file": short} | FAST})
+
+    threads = [threading.Thread(target=run, args=(f"parallel-{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for job_id, result in results.items():
+        assert "error" not in result, result["error"]
+        assert f"job {job_id} started" in result["logs"]
+        others = [j for j in results if j != job_id]
+        assert not any(f"job {other} " in result["logs"] for other in others)
+
+
+def test_progress_is_reported_after_each_stage_on_runpod(run_job, short, monkeypatch):
+    import runpod
+
+    sent = []
+    monkeypatch.setenv("RUNPOD_WEBHOOK_POST_OUTPUT", "https://api.runpod.invalid/done")
+    monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, p: sent.append(p))
+    assert "error" not in run_job({"audio_file": short} | FAST)
+    stages = [p["stage"] for p in sent]
+    assert stages == ["download", "decode_audio", "model_load", "language_detection",
+                      "transcription"]
+    percents = [p["percent"] for p in sent]
+    assert percents == sorted(percents) and 0 < percents[0] and percents[-1] < 100
+
+
+def test_no_progress_posts_outside_runpod(run_job, short, monkeypatch):
+    import runpod
+
+    monkeypatch.delenv("RUNPOD_WEBHOOK_POST_OUTPUT", raising=False)
+    monkeypatch.setattr(runpod.serverless, "progress_update",
+                        lambda job, p: pytest.fail("progress posted outside RunPod"))
+    assert "error" not in run_job({"audio_file": short} | FAST)
