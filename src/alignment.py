@@ -16,6 +16,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import merge_punctuations
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.audio import SAMPLE_RATE
+from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
 import gpu_faults
 from models import CACHE, MANIFEST, Loaded, models_dir, offline
@@ -28,6 +29,7 @@ nltk.data.path.insert(0, str(models_dir() / "nltk_data"))
 
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 
 
 @dataclass(frozen=True)
@@ -129,5 +131,21 @@ def whisper_word_timings(
              "score": round(float(w["probability"]), 3)}
             for w in alignment if w["word"].strip()
         ]
-        out.append({"start": start, "end": end, "text": segment["text"], "words": words})
+        out.extend(_sentences(words, language) or [
+            {"start": start, "end": end, "text": segment["text"], "words": words}])
     return out
+
+
+def _sentences(words: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:
+    """Re-cut a window's words into sentences, as whisperx's aligner does, so subtitles and
+    speaker labels follow sentences rather than 30 s VAD windows."""
+    joiner = "" if language in LANGUAGES_WITHOUT_SPACES else " "
+    sentences, current = [], []
+    for i, word in enumerate(words):
+        current.append(word)
+        if word["word"].endswith(SENTENCE_END) or i == len(words) - 1:
+            sentences.append({"start": current[0]["start"], "end": current[-1]["end"],
+                              "text": joiner.join(w["word"] for w in current),
+                              "words": current})
+            current = []
+    return sentences

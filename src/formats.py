@@ -14,7 +14,7 @@ _WRITER_OPTIONS = {"max_line_width": None, "max_line_count": None, "highlight_wo
 _WRITERS: dict[str, type[ResultWriter]] = {"srt": WriteSRT, "vtt": WriteVTT, "txt": WriteTXT}
 
 
-def render(fmt: str, segments: list[dict[str, Any]]) -> str:
+def render(fmt: str, segments: list[dict[str, Any]], language: str) -> str:
     if fmt == "markdown":
         return markdown(segments)
     if fmt == "plain_text":
@@ -22,7 +22,9 @@ def render(fmt: str, segments: list[dict[str, Any]]) -> str:
     if fmt == "formatted_text":
         return "\n".join(s["text"].strip() for s in segments)
     buffer = io.StringIO()
-    _WRITERS[fmt](output_dir=".").write_result({"segments": segments}, buffer, _WRITER_OPTIONS)
+    # whisperx's writers need the language to join words (ja/zh have no spaces)
+    result = {"segments": segments, "language": language}
+    _WRITERS[fmt](output_dir=".").write_result(result, buffer, _WRITER_OPTIONS)
     return buffer.getvalue()
 
 

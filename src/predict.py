@@ -99,7 +99,7 @@ def predict(
                                              language.code, "translate", batch),
                 job.batch_size, warnings,
             )
-        translation = formats.render(job.translation, translated.segments)
+        translation = formats.render(job.translation, translated.segments, "en")
 
     aligned = None
     if (job.align_output or job.word_timestamps) and job.task == "translate":
@@ -133,7 +133,7 @@ def predict(
         "duration": round(audio.duration, 3),
         "input_sha256": audio.sha256,
         # the official faster-whisper worker's fields, so its clients keep working
-        "transcription": formats.render(job.transcription, segments),
+        "transcription": formats.render(job.transcription, segments, language.code),
         "translation": translation,
         "device": device,
         "model": job.model,
@@ -148,7 +148,7 @@ def predict(
             for s in segments for w in s.get("words", [])
         ]
     if job.output_format != "json":
-        output[job.output_format] = formats.render(job.output_format, segments)
+        output[job.output_format] = formats.render(job.output_format, segments, language.code)
     output["warnings"] = warnings
     if job.debug:
         output["debug_info"] = {
