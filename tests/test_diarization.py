@@ -131,3 +131,54 @@ def test_markdown_and_min_segment_duration(run_job, sample):
     # sentence segments like "Hello." (< 1 s) are dropped, longer ones kept
     assert result["segments"] and all(s["end"] - s["start"] >= 1.0 for s in result["segments"])
     assert "Hello." not in [s["text"] for s in result["segments"]]
+
+
+@pytest.fixture
+def clip(local_file, media_dir) -> str:
+    """10 s of the sample with both speakers: ResNet34 embeddings are slow on a CPU."""
+    from conftest import ffmpeg
+
+    path = media_dir / "two-speakers-10s.wav"
+    if not path.exists():
+        ffmpeg("-i", str(SAMPLE), "-ss", "6.5", "-t", "10", str(path))
+    return local_file(path)
+
+
+@pytest.fixture(scope="module")
+def pyannote_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import pyannote_dir
+
+    return pyannote_dir.build(tmp_path_factory.mktemp("pyannote") / "speaker-diarization-3.1")
+
+
+def test_pyannote_pipeline_directory_loads_and_labels_speakers(run_job, clip,
+                                                               pyannote_pipeline):
+    import pyannote_dir
+
+    result = run_job({"audio_file": clip, "diarization_model": str(pyannote_pipeline),
+                      "return_speaker_embeddings": True, "num_speakers": 2, "debug": True,
+                      "language": "en"})
+    assert "error" not in result, result["error"]
+    assert not any("diarization" in w for w in result["warnings"]), result["warnings"]
+    assert result["debug_info"]["diarization"]["backend"] == "pyannote"
+    assert result["debug_info"]["diarization"]["model"] == str(pyannote_pipeline)
+    labels = {s.get("speaker") for s in result["segments"]}
+    assert labels and labels <= {"SPEAKER_00", "SPEAKER_01"}
+    assert result["speaker_embeddings"]["dimension"] == pyannote_dir.EMBEDDING_DIMENSION
+
+
+def test_pipeline_baked_under_models_dir_is_found_by_name(run_job, clip, pyannote_pipeline,
+                                                          tmp_path, monkeypatch):
+    from conftest import MODELS
+
+    models = tmp_path / "models"
+    (models / "diarization").mkdir(parents=True)
+    (models / "base").symlink_to(MODELS / "base")
+    (models / "diarization" / "speaker-diarization-3.1").symlink_to(pyannote_pipeline)
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    result = run_job({"audio_file": clip, "debug": True} | FAST)
+    assert "error" not in result, result["error"]
+    assert result["debug_info"]["diarization"] == {
+        "backend": "pyannote", "model": str(models / "diarization" / "speaker-diarization-3.1"),
+        "turns": result["debug_info"]["diarization"]["turns"]}
+    assert result["speakers"]
