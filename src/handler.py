@@ -40,6 +40,10 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
             resolved = rp_schema.resolve(raw)
             with tempfile.TemporaryDirectory(prefix="whisperx-job-") as workdir:
                 output = predict.predict(resolved, Path(workdir), _progress(job))
+            log.info("job %s done: %d segments, language %s, %.1f s of audio, %d speakers, "
+                     "%d warnings", job.get("id"), len(output["segments"]),
+                     output["detected_language"], output["duration"],
+                     len(output.get("speakers", [])), len(output["warnings"]))
         except JobError as exc:
             log.error("job %s failed: %s", job.get("id"), exc)
             output = {"error": str(exc)}
