@@ -151,37 +151,48 @@ def predict(
         output[job.output_format] = formats.render(job.output_format, segments, language.code)
     output["warnings"] = warnings
     if job.debug:
-        output["debug_info"] = {
-            "audio": audio.check,
-            "runtime": runtime_info(device),
-            "model": {
-                "name": job.model, "path": loaded.path, "compute_type": loaded.compute_type,
-                "load_seconds": round(loaded.load_seconds, 3),
-                "asr_options": asr.asr_options(job),
-                "vad_options": vars(asr.vad_params(job)) | {"chunk_size": job.chunk_size},
-            },
-            "decode": {
-                "batch_size": job.batch_size, "beam_size": job.beam_size,
-                "temperature": job.temperature,
-                "temperature_increment_on_fallback": job.temperature_increment_on_fallback,
-                "length_penalty": job.length_penalty,
-                "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
-                "dropped_as_silence": transcript.stats.silent,
-            },
-            "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
-            "diarization": {"backend": diarized.backend, "model": diarized.model,
-                            "turns": len(diarized.turns)} if diarized else None,
-            "output": {
-                "align_output": job.align_output, "diarization": job.diarization,
-                "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
-            },
-            "language": {"code": language.code, "probability": language.probability,
-                         "detected": language.detected},
-            "params": resolved.report(),
-            "timings": dict(timings),
-            **gpu_memory(device),
-        }
+        output["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
+                                          aligned, diarized, timings, device)
     return output
+
+
+def debug_info(
+    resolved: Resolved, audio: media.Audio, loaded: models.Loaded, language: asr.Language,
+    transcript: asr.Transcript, aligned: alignment.Aligned | None,
+    diarized: diarization.Diarization | None, timings: Timings, device: str,
+) -> dict[str, Any]:
+    """What the job ran with and how long each stage took (`debug: true`)."""
+    job = resolved.values
+    return {
+        "audio": audio.check,
+        "runtime": runtime_info(device),
+        "model": {
+            "name": job.model, "path": loaded.path, "compute_type": loaded.compute_type,
+            "load_seconds": round(loaded.load_seconds, 3),
+            "asr_options": asr.asr_options(job),
+            "vad_options": vars(asr.vad_params(job)) | {"chunk_size": job.chunk_size},
+        },
+        "decode": {
+            "batch_size": job.batch_size, "beam_size": job.beam_size,
+            "temperature": job.temperature,
+            "temperature_increment_on_fallback": job.temperature_increment_on_fallback,
+            "length_penalty": job.length_penalty,
+            "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
+            "dropped_as_silence": transcript.stats.silent,
+        },
+        "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
+        "diarization": {"backend": diarized.backend, "model": diarized.model,
+                        "turns": len(diarized.turns)} if diarized else None,
+        "output": {
+            "align_output": job.align_output, "diarization": job.diarization,
+            "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
+        },
+        "language": {"code": language.code, "probability": language.probability,
+                     "detected": language.detected},
+        "params": resolved.report(),
+        "timings": dict(timings),
+        **gpu_memory(device),
+    }
 
 
 def embeddings_output(diarized: diarization.Diarization | None) -> dict[str, Any] | None:
