@@ -1,0 +1,46 @@
+"""Check the log of a local RunPod run (`python -u src/handler.py` on test_input.json): the job
+completed and returned transcript text. Prints a short summary; exits 1 otherwise.
+
+    python scripts/check_job_result.py run.log
+
+The RunPod SDK logs the result as a Python repr, cut in the middle past 4096 characters, so the
+fields are read from the text that is there rather than parsed whole.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def summarize(log: str) -> tuple[bool, list[str]]:
+    lines = []
+    done = re.search(r"Job (\S+) completed successfully\.", log)
+    failed = re.search(r"Job (\S+) failed with error: (.*)", log)
+    result = next((line for line in log.splitlines() if "Job result: " in line), "")
+    texts = [t.strip() for t in re.findall(r"'text': '((?:[^'\\]|\\.)*)'", result)]
+    for field in ("detected_language", "device", "model", "duration"):
+        found = re.search(rf"'{field}': '?([^',}}]+)", result)
+        if found:
+            lines.append(f"{field}: {found.group(1)}")
+    warnings = re.search(r"'warnings': \[(.*?)\]", result)
+    if warnings:
+        lines.append(f"warnings: {warnings.group(1)[:300] or 'none'}")
+    if texts:
+        lines.append(f"segments shown: {len(texts)}; first: {texts[0][:120]!r}")
+    if failed:
+        lines.append(f"job {failed.group(1)} failed: {failed.group(2)[:300]}")
+    ok = bool(done) and not failed and any(texts)
+    lines.append(f"job result: {'OK' if ok else 'FAILED'}")
+    return ok, lines
+
+
+def main() -> None:
+    ok, lines = summarize(Path(sys.argv[1]).read_text(errors="replace"))
+    print("\n".join(lines))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
