@@ -74,7 +74,7 @@ token="hf_imagecheck$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 # --- build ----------------------------------------------------------------------------------
 timed build-base "${bh[@]}" bud --layers \
   --secret id=hf_token,src="$work/hf_token" \
-  --build-context local-models="$root/models" \
+  --build-context local-models="$(readlink -f "$root/models")" \
   --build-arg BASE_IMAGE=localhost/debian-rootfs \
   --build-arg FETCH_ARGS="$fetch_args" \
   -f Dockerfile.base -t "$base_tag" .
