@@ -43,7 +43,7 @@ cleanup() {
   say "cleaning up ${work}"
   "${bh[@]}" rm --all >/dev/null 2>&1 || true
   "${bh[@]}" rmi --all --force >/dev/null 2>&1 || true
-  rm -rf "$work/storage" "$work/run" "$work/rootfs" "$work/ctx" "$work/hf_token" \
+  rm -rf "$work/storage" "$work/run" "$work/rootfs" "$work/ctx" "$work/hf_token" "$work/pip.conf" \
     /var/tmp/buildah-cache-"$(id -u)"
 }
 
@@ -67,12 +67,17 @@ if ! "${bh[@]}" inspect --type image localhost/debian-rootfs >/dev/null 2>&1; th
   rm -rf "$work/rootfs"
 fi
 
+# This machine reaches PyPI through a TLS-intercepting proxy whose CA only the host trusts: hand
+# pip the host's bundle for the build's RUN steps (bind mounts, not part of any layer).
+printf '[global]\ncert = /etc/pip-host-ca.crt\n' >"$work/pip.conf"
+host_ca=(-v "$work/pip.conf:/etc/pip.conf:ro" -v /etc/ssl/certs/ca-certificates.crt:/etc/pip-host-ca.crt:ro)
+
 # A fresh dummy token each run: finding it anywhere in storage means the secret leaked.
 token="hf_imagecheck$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 (umask 077 && printf '%s' "$token" >"$work/hf_token")
 
 # --- build ----------------------------------------------------------------------------------
-timed build-base "${bh[@]}" bud --layers \
+timed build-base "${bh[@]}" bud --layers "${host_ca[@]}" \
   --secret id=hf_token,src="$work/hf_token" \
   --build-context local-models="$(readlink -f "$root/models")" \
   --build-arg BASE_IMAGE=localhost/debian-rootfs \
