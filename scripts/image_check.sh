@@ -68,7 +68,8 @@ if ! "${bh[@]}" inspect --type image localhost/debian-rootfs >/dev/null 2>&1; th
 fi
 
 # This machine reaches PyPI through a TLS-intercepting proxy whose CA only the host trusts: hand
-# pip the host's bundle for the build's RUN steps (bind mounts, not part of any layer).
+# pip the host's bundle for the build's RUN steps (bind mounts: only their empty mount points,
+# /etc/pip.conf and /etc/pip-host-ca.crt, stay in the stand-in image).
 printf '[global]\ncert = /etc/pip-host-ca.crt\n' >"$work/pip.conf"
 host_ca=(-v "$work/pip.conf:/etc/pip.conf:ro" -v /etc/ssl/certs/ca-certificates.crt:/etc/pip-host-ca.crt:ro)
 
@@ -77,7 +78,9 @@ token="hf_imagecheck$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 (umask 077 && printf '%s' "$token" >"$work/hf_token")
 
 # --- build ----------------------------------------------------------------------------------
-timed build-base "${bh[@]}" bud --layers "${host_ca[@]}" \
+# No layer cache for the base: buildah's cache key ignores bind-mounted files (the fetch script),
+# and the secret must really be used in this run. The pip cache mount still saves downloads.
+timed build-base "${bh[@]}" bud "${host_ca[@]}" \
   --secret id=hf_token,src="$work/hf_token" \
   --build-context local-models="$(readlink -f "$root/models")" \
   --build-arg BASE_IMAGE=localhost/debian-rootfs \
@@ -99,8 +102,9 @@ timed rebuild-app "${bh[@]}" bud --layers --build-arg BASE="$base_tag" \
 "${bh[@]}" images --format '{{.Name}}:{{.Tag}}  {{.Size}}' | grep -E 'whisperx|debian-rootfs'
 
 # --- run the image's CMD on test_input.json -------------------------------------------------
-mapfile -t cmd < <("${bh[@]}" inspect --type image --format '{{json .OCIv1.Config.Cmd}}' \
-  "$app_tag" | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)))')
+mapfile -t cmd < <("${bh[@]}" inspect --type image "$app_tag" |
+  python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["OCIv1"]["config"]["Cmd"]))')
+((${#cmd[@]})) || { say "no CMD in $app_tag"; exit 1; }
 [[ -n "${IMAGE_CHECK_TEST_INPUT:-}" ]] && cmd+=(--test_input "$IMAGE_CHECK_TEST_INPUT")
 ctr=$("${bh[@]}" from "$app_tag")
 say "running ${cmd[*]} in $app_tag"
