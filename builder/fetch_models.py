@@ -18,7 +18,9 @@ an item (or a whole group) out. After fetching, a fresh interpreter with HF_HUB_
 token loads every item, as the worker will at run time; a failure fails the build.
 
 The Hugging Face token (gated pyannote repositories) is read from --token-file, by default
-/run/secrets/hf_token (a build secret). It is never printed, logged or written to disk.
+/run/secrets/hf_token (a build secret). It is never printed, logged or written to disk. Without
+it the diarization pipelines are skipped with a warning (the worker then reports diarization as
+unavailable on jobs that ask for it); everything else is public.
 """
 
 from __future__ import annotations
@@ -287,6 +289,14 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
     token = read_token(args.token_file)
+    gated = [i.key for i in items if i.group == "diarization" and i.key not in from_dir]
+    if gated and not token:
+        # A build without the secret (e.g. the RunPod Hub's) still yields a working image:
+        # the worker turns a missing pipeline into a warning on jobs that ask for speakers.
+        print(f"WARNING: no Hugging Face token in {args.token_file}: skipping the gated "
+              f"{', '.join(gated)}; diarization will be unavailable in this image", flush=True)
+        args.skip += gated
+        items = [i for i in items if i.key not in gated]
     print(f"models dir {args.models_dir}; Hugging Face token: "
           f"{'given' if token else 'none'}; {len(items)} item(s)", flush=True)
     args.models_dir.mkdir(parents=True, exist_ok=True)
