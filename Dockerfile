@@ -26,7 +26,7 @@ RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
     apt-get update \
     && apt-get install -y --no-install-recommends \
         python3.11 python3.11-venv ffmpeg libsndfile1 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && python3.11 -m venv /opt/venv \
     && pip install --no-deps -r /tmp/requirements.lock \
     && pip check
