@@ -18,15 +18,19 @@ def summarize(log: str) -> tuple[bool, list[str]]:
     lines = []
     done = re.search(r"Job (\S+) completed successfully\.", log)
     failed = re.search(r"Job (\S+) failed with error: (.*)", log)
-    result = next((line for line in log.splitlines() if "Job result: " in line), "")
-    texts = [t.strip() for t in re.findall(r"'text': '((?:[^'\\]|\\.)*)'", result)]
-    for field in ("detected_language", "device", "model", "duration"):
-        found = re.search(rf"'{field}': '?([^',}}]+)", result)
-        if found:
-            lines.append(f"{field}: {found.group(1)}")
-    warnings = re.search(r"'warnings': \[(.*?)\]", result)
-    if warnings:
-        lines.append(f"warnings: {warnings.group(1)[:300] or 'none'}")
+    # The logger cuts a long result in two, with a "...TRUNCATED..." line between the halves.
+    start = log.find("Job result: ")
+    result = log[start:log.find("Local testing complete", start)] if start >= 0 else ""
+    # repr quotes a string with ' or, when it holds a ', with "
+    texts = [(a or b).strip() for a, b in re.findall(
+        r"""'text': (?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""", result)]
+    # The worker's own log lines (container output) say what the cut result may not; inside
+    # the repr a line ends at an escaped newline, hence [^\\\n].
+    for pattern in (r"worker\.media: (audio: [^\\\n]*)",
+                    r"worker\.asr: ((?:detected language|transcribe:) [^\\\n]*)",
+                    r"worker\.predict: (stage \w+: [^\\\n]*)",
+                    r"WARNING worker\.\w+: ([^\\\n]*)"):
+        lines += dict.fromkeys(m.strip() for m in re.findall(pattern, log))
     if texts:
         lines.append(f"segments shown: {len(texts)}; first: {texts[0][:120]!r}")
     if failed:

@@ -32,7 +32,7 @@ timed() {
   shift
   say "$name: started (log: $work/logs/$name.log)"
   if ! "$@" >"$work/logs/$name.log" 2>&1; then
-    tail -n 40 "$work/logs/$name.log"
+    tail -n 15 "$work/logs/$name.log" | cut -c1-400
     say "$name: FAILED after $((SECONDS - start)) s"
     return 1
   fi
@@ -95,7 +95,8 @@ timed build-app "${bh[@]}" bud --layers --build-arg BASE="$base_tag" \
 # A code change: the same tree with one edited source file; only the app steps rerun.
 rm -rf "$work/ctx" && mkdir -p "$work/ctx"
 git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$work/ctx"
-echo "# code change $(date +%s)" >>"$work/ctx/src/handler.py"
+change="# code change $(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+echo "$change" >>"$work/ctx/src/handler.py"
 timed rebuild-app "${bh[@]}" bud --layers --build-arg BASE="$base_tag" \
   -f Dockerfile.app -t "$app_tag-rebuilt" "$work/ctx"
 
@@ -116,6 +117,11 @@ python3 scripts/check_job_result.py "$work/logs/run-job.log" || rc=1
 # --- the secret left no trace ----------------------------------------------------------------
 leaks=0
 if grep -rlF --binary-files=text -- "$token" "$work/storage" 2>/dev/null; then leaks=1; fi
+# The same search does find what a layer holds: the code change made above.
+if ! grep -rqF --binary-files=text -- "$change" "$work/storage"; then
+  say "token check: the search misses layer contents (the code change was not found)"
+  leaks=1
+fi
 for image in "$base_tag" "$app_tag"; do
   if "${bh[@]}" inspect --type image "$image" | grep -F -- "$token"; then leaks=1; fi
 done

@@ -198,3 +198,17 @@ def test_without_a_token_the_gated_pipelines_are_skipped(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     assert "skipping the gated diarization/pyannote/speaker-diarization-3.1" in result.stdout
     assert "0 item(s)" in result.stdout
+
+
+def test_job_log_check_tells_success_from_failure() -> None:
+    import check_job_result
+
+    ok_log = ("2026-01-01 00:00:00,000 INFO worker.asr: detected language en (p=0.99)\n"
+              "INFO   | Job local_test completed successfully.\n"
+              "INFO   | Job result: {'output': {'segments': [{'start': 6.7, 'end': 29.9, "
+              "'text': \"Hello. I didn't know\"}]}}\nINFO   | Local testing complete, exiting.\n")
+    ok, lines = check_job_result.summarize(ok_log)
+    assert ok and "detected language en (p=0.99)" in lines
+    failed, lines = check_job_result.summarize(
+        "ERROR  | Job local_test failed with error: internal error (KeyError): 'language'.\n")
+    assert not failed and lines[-1] == "job result: FAILED"
