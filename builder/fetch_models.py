@@ -134,19 +134,25 @@ def fetch_diarization(item: Item, token: str | None) -> None:
     staging = item.target.with_name(item.target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     snapshot_download(item.name, revision=revision, local_dir=staging, token=token)
-    parts = PIPELINE_PARTS.get(item.name, {})
-    for subfolder, (repo, inside) in parts.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            snapshot_download(repo, local_dir=tmp, token=token,
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {}
+        for subfolder, (repo, inside) in PIPELINE_PARTS.get(item.name, {}).items():
+            snapshot_download(repo, local_dir=Path(tmp) / subfolder, token=token,
                               allow_patterns=[f"{inside}/*"] if inside else None)
-            shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)
-            shutil.copytree(Path(tmp) / (inside or ""), staging / subfolder)
-    if parts:
-        config = staging / "config.yaml"
-        config.write_text(localize_pipeline_config(config.read_text(), list(parts)))
-    shutil.rmtree(staging / ".cache", ignore_errors=True)
+            parts[subfolder] = Path(tmp) / subfolder / (inside or "")
+        make_self_contained(staging, parts)
+    shutil.rmtree(staging / ".cache", ignore_errors=True)  # download bookkeeping only
     shutil.rmtree(item.target, ignore_errors=True)
     staging.rename(item.target)
+
+
+def make_self_contained(pipeline_dir: Path, parts: dict[str, Path]) -> None:
+    """Copy each part into pipeline_dir/<subfolder> and point config.yaml at it."""
+    for subfolder, source in parts.items():
+        shutil.copytree(source, pipeline_dir / subfolder, ignore=shutil.ignore_patterns(".cache"))
+    if parts:
+        config = pipeline_dir / "config.yaml"
+        config.write_text(localize_pipeline_config(config.read_text(), list(parts)))
 
 
 def localize_pipeline_config(text: str, subfolders: list[str]) -> str:

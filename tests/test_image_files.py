@@ -212,3 +212,41 @@ def test_job_log_check_tells_success_from_failure() -> None:
     failed, lines = check_job_result.summarize(
         "ERROR  | Job local_test failed with error: internal error (KeyError): 'language'.\n")
     assert not failed and lines[-1] == "job result: FAILED"
+
+
+@pytest.mark.slow
+def test_self_contained_3_1_pipeline_loads_offline(tmp_path: Path) -> None:
+    """pyannote.audio 4 loads speaker-diarization-3.1 laid out as the image has it, with no
+    network. Stand-in weights, as the real ones are gated: whisperx's bundled pyannote
+    segmentation checkpoint for both models, and a PLDA of the right shapes."""
+    import numpy as np
+    import whisperx
+
+    checkpoint = Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"
+    parts = {}
+    for name in ("segmentation", "embedding"):
+        parts[name] = tmp_path / "downloads" / name
+        parts[name].mkdir(parents=True)
+        (parts[name] / "pytorch_model.bin").write_bytes(checkpoint.read_bytes())
+    parts["plda"] = tmp_path / "downloads" / "plda"
+    parts["plda"].mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(parts["plda"] / "xvec_transform.npz", mean1=np.zeros(256), mean2=np.zeros(128),
+             lda=rng.normal(size=(256, 128)))
+    np.savez(parts["plda"] / "plda.npz", mu=np.zeros(128), tr=np.eye(128), psi=np.ones(128))
+
+    repo = "pyannote/speaker-diarization-3.1"
+    models = tmp_path / "models"
+    pipeline = models / fetch_models.MANIFEST["diarization"][repo]["dir"]
+    pipeline.mkdir(parents=True)
+    (pipeline / "config.yaml").write_text(CONFIG_3_1)
+    fetch_models.make_self_contained(pipeline, parts)
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--verify-only",
+         "--models-dir", str(models), "--skip=whisper", "--skip=alignment", "--skip=punkt_tab",
+         "--skip=diarization/pyannote/speaker-diarization-community-1"],
+        env=fetch_models.offline_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"loaded  diarization/{repo}: SpeakerDiarization" in result.stdout
