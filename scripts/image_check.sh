@@ -79,7 +79,8 @@ token="hf_imagecheck$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 
 # --- build ----------------------------------------------------------------------------------
 # No layer cache for the base: buildah's cache key ignores bind-mounted files (the fetch script),
-# and the secret must really be used in this run. The pip cache mount still saves downloads.
+# and the secret must really be used in this run. (The Dockerfile's pip cache mount saves the
+# downloads elsewhere; behind this machine's proxy pip caches nothing, so each run downloads.)
 timed build-base "${bh[@]}" bud "${host_ca[@]}" \
   --secret id=hf_token,src="$work/hf_token" \
   --build-context local-models="$(readlink -f "$root/models")" \
@@ -87,7 +88,8 @@ timed build-base "${bh[@]}" bud "${host_ca[@]}" \
   --build-arg FETCH_ARGS="$fetch_args" \
   -f Dockerfile.base -t "$base_tag" .
 grep -E '^(fetched|loaded|size|FAILED) ' "$work/logs/build-base.log" || true
-grep -q 'Hugging Face token: given' "$work/logs/build-base.log"  # the secret did reach the step
+grep -q 'Hugging Face token: given' "$work/logs/build-base.log" ||
+  { say "the hf_token secret did not reach the model step"; exit 1; }
 
 timed build-app "${bh[@]}" bud --layers --build-arg BASE="$base_tag" \
   -f Dockerfile.app -t "$app_tag" .
