@@ -26,7 +26,8 @@ def summarize(log: str) -> tuple[bool, list[str]]:
         r"""'text': (?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""", result)]
     # The worker's own log lines (container output) say what the cut result may not; inside
     # the repr a line ends at an escaped newline, hence [^\\\n].
-    for pattern in (r"worker\.media: (audio: [^\\\n]*)",
+    for pattern in (r"worker\.handler: (job \S+ done: [^\\\n]*)",
+                    r"worker\.media: (audio: [^\\\n]*)",
                     r"worker\.asr: ((?:detected language|transcribe:) [^\\\n]*)",
                     r"worker\.predict: (stage \w+: [^\\\n]*)",
                     r"WARNING worker\.\w+: ([^\\\n]*)"):

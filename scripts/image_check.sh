@@ -43,6 +43,7 @@ cleanup() {
   say "cleaning up ${work}"
   "${bh[@]}" rm --all >/dev/null 2>&1 || true
   "${bh[@]}" rmi --all --force >/dev/null 2>&1 || true
+  umount "$work/storage/overlay" 2>/dev/null || true  # containers/storage's own bind mount
   rm -rf "$work/storage" "$work/run" "$work/rootfs" "$work/ctx" "$work/hf_token" "$work/pip.conf" \
     /var/tmp/buildah-cache-"$(id -u)"
 }
@@ -55,9 +56,12 @@ fi
 [[ -f models/base/model.bin && -d models/nltk_data ]] || scripts/setup.sh
 
 if ! "${bh[@]}" inspect --type image localhost/debian-rootfs >/dev/null 2>&1; then
-  [[ -x "$work/rootfs/bin/sh" ]] ||
-    timed debootstrap debootstrap --variant=minbase bookworm "$work/rootfs" \
+  if [[ ! -d "$work/rootfs" ]]; then  # built aside, so an interrupted run leaves no half rootfs
+    rm -rf "$work/rootfs.partial"
+    timed debootstrap debootstrap --variant=minbase bookworm "$work/rootfs.partial" \
       http://deb.debian.org/debian
+    mv "$work/rootfs.partial" "$work/rootfs"
+  fi
   ctr=$("${bh[@]}" from scratch)
   mnt=$("${bh[@]}" mount "$ctr")
   cp -a "$work/rootfs/." "$mnt/"

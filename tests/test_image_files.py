@@ -204,11 +204,15 @@ def test_job_log_check_tells_success_from_failure() -> None:
     import check_job_result
 
     ok_log = ("2026-01-01 00:00:00,000 INFO worker.asr: detected language en (p=0.99)\n"
+              "2026-01-01 00:00:09,000 INFO worker.handler: job local_test done: 1 segments, "
+              "language en, 30.0 s of audio, 0 speakers, 1 warnings\n"
               "INFO   | Job local_test completed successfully.\n"
               "INFO   | Job result: {'output': {'segments': [{'start': 6.7, 'end': 29.9, "
               "'text': \"Hello. I didn't know\"}]}}\nINFO   | Local testing complete, exiting.\n")
     ok, lines = check_job_result.summarize(ok_log)
     assert ok and "detected language en (p=0.99)" in lines
+    assert "job local_test done: 1 segments, language en, 30.0 s of audio, 0 speakers, " \
+           "1 warnings" in lines
     failed, lines = check_job_result.summarize(
         "ERROR  | Job local_test failed with error: internal error (KeyError): 'language'.\n")
     assert not failed and lines[-1] == "job result: FAILED"
