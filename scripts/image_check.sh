@@ -8,7 +8,7 @@
 # scripts/setup.sh fetches (models/base as faster-whisper-large-v3-russian, models/nltk_data),
 # given to builder/fetch_models.py with --from-dir; alignment and diarization are skipped.
 #
-#   scripts/image_check.sh                      # ~30 min the first time on 2 cores
+#   scripts/image_check.sh                      # ~11 min on 2 cores, ~30 GB under /var/tmp
 #   IMAGE_CHECK_KEEP=1 scripts/image_check.sh   # keep rootfs, images and pip cache afterwards
 #   IMAGE_CHECK_TEST_INPUT='{"input": {...}}' scripts/image_check.sh  # another job, same checks
 set -euo pipefail
@@ -44,8 +44,9 @@ cleanup() {
   "${bh[@]}" rm --all >/dev/null 2>&1 || true
   "${bh[@]}" rmi --all --force >/dev/null 2>&1 || true
   umount "$work/storage/overlay" 2>/dev/null || true  # containers/storage's own bind mount
+  # and the Dockerfile's pip cache mount (buildah keeps cache mounts under /var/tmp)
   rm -rf "$work/storage" "$work/run" "$work/rootfs" "$work/ctx" "$work/hf_token" "$work/pip.conf" \
-    /var/tmp/buildah-cache-"$(id -u)"
+    /var/tmp/buildah-cache/root/.cache/pip /var/tmp/buildah-cache-"$(id -u)"/root/.cache/pip
 }
 
 # --- tools and inputs -----------------------------------------------------------------------
