@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1
+# App image: the worker's code on top of the base image (Dockerfile.base), which holds the stack
+# and the models. A code change rebuilds only this, in seconds.
+#
+#   DOCKER_BUILDKIT=1 docker build -f Dockerfile.app --build-arg BASE=whisperx-worker-base \
+#       -t whisperx-worker .
+ARG BASE=whisperx-worker-base:latest
+FROM ${BASE}
+ENV HF_HUB_OFFLINE=1 \
+    PYANNOTE_METRICS_ENABLED=false \
+    MODELS_DIR=/models \
+    LOCAL_INPUT_DIR=/app/samples
+WORKDIR /app
+# test_input.json's sample.wav: pyannote.audio's two-speaker recording, already in the stack.
+RUN mkdir -p samples \
+    && cp /opt/venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav samples/
+COPY test_input.json ./
+COPY src/ src/
+CMD ["python", "-u", "src/handler.py"]

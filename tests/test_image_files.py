@@ -1,0 +1,256 @@
+"""The container image's files stay true: the single-step Dockerfile is base + app, the token
+only ever reaches a build as a secret, the RunPod Hub files are the schema's, and
+builder/fetch_models.py fetches, lays out and loads models as the worker expects them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import MODELS, ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "builder"))
+
+import fetch_models  # noqa: E402
+
+import rp_schema  # noqa: E402
+import runpod_hub  # noqa: E402
+
+
+def instructions(path: Path) -> list[str]:
+    """A Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    return [" ".join(line.split()) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_single_step_dockerfile_is_base_then_app() -> None:
+    app = [i for i in instructions(ROOT / "Dockerfile.app")
+           if not i.startswith(("ARG BASE=", "FROM "))]
+    assert instructions(ROOT / "Dockerfile") == instructions(ROOT / "Dockerfile.base") + app
+
+
+def test_token_reaches_the_build_only_as_a_secret() -> None:
+    for name in ("Dockerfile", "Dockerfile.base", "Dockerfile.app"):
+        for line in instructions(ROOT / name):
+            assert not re.match(r"(ARG|ENV|LABEL)\b.*token", line, re.I), line
+            for mention in re.findall(r"\S*hf_token\S*", line):
+                assert mention in ("--mount=type=secret,id=hf_token", "/run/secrets/hf_token"), line
+
+
+def test_app_image_runs_the_handler_offline_on_a_sample_it_ships() -> None:
+    app = " ".join(instructions(ROOT / "Dockerfile.app"))
+    for setting in ("HF_HUB_OFFLINE=1", "PYANNOTE_METRICS_ENABLED=false", "MODELS_DIR=/models",
+                    "LOCAL_INPUT_DIR=/app/samples"):
+        assert setting in app
+    assert 'CMD ["python", "-u", "src/handler.py"]' in app
+    sample = json.loads((ROOT / "test_input.json").read_text())["input"]["audio_file"]
+    assert f"sample/{sample} samples/" in app  # copied into LOCAL_INPUT_DIR
+
+
+def test_build_context_leaves_out_local_state() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "models", "samples"} <= set(ignored)
+    assert not {"src", "builder", "scripts", "requirements.lock"} & set(ignored)
+
+
+# --- RunPod Hub files ------------------------------------------------------------------------
+
+
+def test_runpod_hub_files_match_the_schema() -> None:
+    for path, text in runpod_hub.rendered().items():
+        assert path.read_text() == text, "run: python scripts/runpod_hub.py"
+
+
+def test_hub_settings_defaults_and_presets_parse_with_the_schema() -> None:
+    by_env = {p.env_names[0]: p for p in rp_schema.PARAMS if p.env_names}
+    config = json.loads(runpod_hub.HUB.read_text())["config"]
+    assert {e["key"] for e in config["env"]} == set(by_env)
+    for entry in config["env"]:
+        param, field = by_env[entry["key"]], entry["input"]
+        if "default" in field:
+            assert rp_schema.parse_value(param, field["default"], entry["key"]) == param.default
+        for option in field.get("options", []):
+            rp_schema.parse_value(param, option["value"], entry["key"])
+    for preset in config["presets"]:
+        for key, value in preset["defaults"].items():
+            rp_schema.parse_value(by_env[key], value, f"preset {preset['name']}: {key}")
+
+
+def test_hub_tests_are_valid_requests_for_models_in_the_image() -> None:
+    for case in json.loads(runpod_hub.TESTS.read_text())["tests"]:
+        job = rp_schema.resolve(case["input"], environ={}).values
+        assert job.model in fetch_models.MANIFEST["whisper"], case["name"]
+
+
+# --- builder/fetch_models.py -----------------------------------------------------------------
+
+# pyannote/speaker-diarization-3.1's config.yaml as published.
+CONFIG_3_1 = """\
+version: 3.1.0
+
+pipeline:
+  name: pyannote.audio.pipelines.SpeakerDiarization
+  params:
+    clustering: AgglomerativeClustering
+    embedding: pyannote/wespeaker-voxceleb-resnet34-LM
+    embedding_batch_size: 32
+    embedding_exclude_overlap: true
+    segmentation: pyannote/segmentation-3.0
+    segmentation_batch_size: 32
+
+params:
+  clustering:
+    method: centroid
+    min_cluster_size: 12
+    threshold: 0.7045654963945799
+  segmentation:
+    min_duration_off: 0.0
+"""
+
+
+def test_pipeline_config_points_at_its_own_subfolders(tmp_path: Path) -> None:
+    from pyannote.audio.core.pipeline import expand_subfolders
+
+    parts = list(fetch_models.PIPELINE_PARTS["pyannote/speaker-diarization-3.1"])
+    config = yaml.safe_load(fetch_models.localize_pipeline_config(CONFIG_3_1, parts))
+    assert config["params"] == yaml.safe_load(CONFIG_3_1)["params"]  # tuned values kept
+    # What Pipeline.from_pretrained(<dir>) does with it: every part resolves inside <dir>.
+    expand_subfolders(config, tmp_path)
+    params = config["pipeline"]["params"]
+    for part in ("segmentation", "embedding", "plda"):
+        assert params[part]["checkpoint"] == tmp_path and params[part]["subfolder"] == part
+    assert params["clustering"] == "AgglomerativeClustering"
+
+
+def test_every_manifest_model_is_an_item_with_the_workers_path(tmp_path: Path) -> None:
+    items = {i.key: i for i in fetch_models.all_items(tmp_path)}
+    manifest = fetch_models.MANIFEST
+    for name, entry in manifest["whisper"].items():
+        assert items[name].target == tmp_path / entry["dir"]
+    for lang in manifest["alignment"]:
+        assert items[f"alignment/{lang}"].target == tmp_path / "alignment"
+    for repo, entry in manifest["diarization"].items():
+        assert items[f"diarization/{repo}"].target == tmp_path / entry["dir"]
+    assert items["punkt_tab"].target == tmp_path / "nltk_data"
+
+
+def test_skip_and_from_dir_select_items(tmp_path: Path) -> None:
+    items = fetch_models.all_items(tmp_path)
+    chosen = fetch_models.select(items, ["whisper", "alignment/ru", "diarization"],
+                                 {"large-v3": tmp_path})
+    assert [i.key for i in chosen] == ["large-v3", "alignment/en", "punkt_tab"]
+    with pytest.raises(SystemExit, match="unknown item"):
+        fetch_models.select(items, ["large-v2"], {})
+    with pytest.raises(SystemExit, match="not a group"):
+        fetch_models.select(items, [], {"whisper": tmp_path})
+
+
+@pytest.mark.slow
+def test_fetch_from_local_dirs_then_load_offline(tmp_path: Path) -> None:
+    """The image check's own fetch, for real: copy, then load in a fresh offline interpreter."""
+    target = tmp_path / "models"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--models-dir", str(target),
+         "--token-file", str(tmp_path / "no-token"),
+         f"--from-dir=faster-whisper-large-v3-russian={MODELS / 'base'}",
+         f"--from-dir=punkt_tab={MODELS / 'nltk_data'}",
+         "--skip=whisper", "--skip=alignment", "--skip=diarization"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "loaded  faster-whisper-large-v3-russian: multilingual" in result.stdout
+    assert "loaded  punkt_tab: 20 languages" in result.stdout
+    assert (target / "faster-whisper-large-v3-russian" / "model.bin").is_file()
+    assert "size    total:" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_model_that_does_not_load_fails_the_fetch(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.bin").write_bytes(b"not a model")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
+         "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
+         f"--from-dir=large-v3={broken}", "--skip=whisper", "--skip=alignment",
+         "--skip=diarization", "--skip=punkt_tab"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "FAILED  large-v3" in result.stdout
+
+
+def test_without_a_token_the_gated_pipelines_are_skipped(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
+         "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
+         "--skip=whisper", "--skip=alignment", "--skip=punkt_tab"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipping the gated diarization/pyannote/speaker-diarization-3.1" in result.stdout
+    assert "0 item(s)" in result.stdout
+
+
+def test_job_log_check_tells_success_from_failure() -> None:
+    import check_job_result
+
+    ok_log = ("2026-01-01 00:00:00,000 INFO worker.asr: detected language en (p=0.99)\n"
+              "2026-01-01 00:00:09,000 INFO worker.handler: job local_test done: 1 segments, "
+              "language en, 30.0 s of audio, 0 speakers, 1 warnings\n"
+              "INFO   | Job local_test completed successfully.\n"
+              "INFO   | Job result: {'output': {'segments': [{'start': 6.7, 'end': 29.9, "
+              "'text': \"Hello. I didn't know\"}]}}\nINFO   | Local testing complete, exiting.\n")
+    ok, lines = check_job_result.summarize(ok_log)
+    assert ok and "detected language en (p=0.99)" in lines
+    assert "job local_test done: 1 segments, language en, 30.0 s of audio, 0 speakers, " \
+           "1 warnings" in lines
+    failed, lines = check_job_result.summarize(
+        "ERROR  | Job local_test failed with error: internal error (KeyError): 'language'.\n")
+    assert not failed and lines[-1] == "job result: FAILED"
+
+
+@pytest.mark.slow
+def test_self_contained_3_1_pipeline_loads_offline(tmp_path: Path) -> None:
+    """pyannote.audio 4 loads speaker-diarization-3.1 laid out as the image has it, with no
+    network. Stand-in weights, as the real ones are gated: whisperx's bundled pyannote
+    segmentation checkpoint for both models, and a PLDA of the right shapes."""
+    import numpy as np
+    import whisperx
+
+    checkpoint = Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"
+    parts = {}
+    for name in ("segmentation", "embedding"):
+        parts[name] = tmp_path / "downloads" / name
+        parts[name].mkdir(parents=True)
+        (parts[name] / "pytorch_model.bin").write_bytes(checkpoint.read_bytes())
+    parts["plda"] = tmp_path / "downloads" / "plda"
+    parts["plda"].mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(parts["plda"] / "xvec_transform.npz", mean1=np.zeros(256), mean2=np.zeros(128),
+             lda=rng.normal(size=(256, 128)))
+    np.savez(parts["plda"] / "plda.npz", mu=np.zeros(128), tr=np.eye(128), psi=np.ones(128))
+
+    repo = "pyannote/speaker-diarization-3.1"
+    models = tmp_path / "models"
+    pipeline = models / fetch_models.MANIFEST["diarization"][repo]["dir"]
+    pipeline.mkdir(parents=True)
+    (pipeline / "config.yaml").write_text(CONFIG_3_1)
+    fetch_models.make_self_contained(pipeline, parts)
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--verify-only",
+         "--models-dir", str(models), "--skip=whisper", "--skip=alignment", "--skip=punkt_tab",
+         "--skip=diarization/pyannote/speaker-diarization-community-1"],
+        env=fetch_models.offline_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"loaded  diarization/{repo}: SpeakerDiarization" in result.stdout
