@@ -1,7 +1,7 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
 
-.PHONY: run test lint soak
+.PHONY: run test lint soak image-check
 
 run:
 	scripts/setup.sh
@@ -19,3 +19,7 @@ lint:
 soak:
 	scripts/setup.sh
 	.venv/bin/python scripts/soak.py --jobs 200
+
+# Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see README.
+image-check:
+	scripts/image_check.sh
