@@ -142,6 +142,13 @@ def test_private_url_is_refused_by_default(run_job, http_server, short_wav):
                                       "address (127.0.0.1); downloads from loopback/private")
 
 
+def test_hostname_resolving_to_loopback_is_refused(run_job, http_server, short_wav):
+    port = http_server.rsplit(":", 1)[1]
+    result = run_job({"audio_file": f"http://localhost:{port}/{short_wav.name}"} | FAST)
+    assert result["error"].startswith("audio_file: host 'localhost' resolves to a non-public "
+                                      "address (")
+
+
 def test_http_404_is_a_clear_error(run_job, http_server, monkeypatch):
     monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
     result = run_job({"audio_file": f"{http_server}/missing.wav"} | FAST)
