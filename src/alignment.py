@@ -76,8 +76,10 @@ def align(
     except Exception as exc:  # a missing model or a failure inside alignment
         if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
             raise
-        log.warning("alignment with %s failed", name, exc_info=True)
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        # Usually just a model that can't be had offline: the reason, not a traceback.
+        log.warning("alignment with %s failed: %s", name, reason)
+        log.debug("alignment failure", exc_info=True)
         warnings.append(
             f"word alignment with '{name}' failed ({reason}); word timings come from "
             "Whisper's cross-attention instead."
