@@ -19,6 +19,7 @@ from whisperx.audio import SAMPLE_RATE
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
 import gpu_faults
+from errors import brief
 from models import CACHE, MANIFEST, Loaded, models_dir, offline
 
 log = logging.getLogger("worker.alignment")
@@ -76,7 +77,7 @@ def align(
     except Exception as exc:  # a missing model or a failure inside alignment
         if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
             raise
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = brief(exc) or type(exc).__name__
         # Usually just a model that can't be had offline: the reason, not a traceback.
         log.warning("alignment with %s failed: %s", name, reason)
         log.debug("alignment failure", exc_info=True)

@@ -16,6 +16,7 @@ import torchaudio.compliance.kaldi as kaldi
 from pyannote.audio import Model
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
+from whisperx.diarize import DiarizationPipeline
 
 SAMPLE_RATE = 16000
 MODEL_NAME = "segmentation-3.0 + CAM++ (speech_campplus_sv_zh_en_16k-common_advanced)"
@@ -96,3 +97,11 @@ def build_pipeline(device: str) -> SpeakerDiarization:
                        "threshold": CLUSTERING_THRESHOLD},
     })
     return pipeline.to(torch.device(device))
+
+
+class CampplusDiarization(DiarizationPipeline):
+    """whisperx's DiarizationPipeline call (turns dataframe, embeddings) around the pipeline
+    built here instead of one loaded from the Hub."""
+
+    def __init__(self, device: str):  # whisperx's own __init__ would load from the Hub
+        self.model = build_pipeline(device)

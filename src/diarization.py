@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 import gpu_faults
+from errors import brief
 from models import CACHE, MANIFEST, models_dir, offline
 
 log = logging.getLogger("worker.diarization")
@@ -57,9 +58,8 @@ def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Di
         if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
             raise
         log.warning("diarization failed", exc_info=True)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         warnings.append(
-            f"speaker diarization failed ({type(exc).__name__}: {reason}); the transcript has "
+            f"speaker diarization failed ({type(exc).__name__}: {brief(exc)}); the transcript has "
             "no speakers."
         )
     return None
@@ -108,19 +108,11 @@ def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
 
 def _campplus(audio: np.ndarray, job: Any, device: str) -> Diarization:
     try:
-        from whisperx.diarize import DiarizationPipeline
-
         import campplus
     except ImportError as exc:
         raise Unavailable(f"a dependency is missing ({exc})") from None
-
-    class BuiltPipeline(DiarizationPipeline):
-        """whisperx's DiarizationPipeline call around a pipeline built here, not downloaded."""
-
-        def __init__(self) -> None:
-            self.model = campplus.build_pipeline(device)
-
-    pipeline, _ = CACHE.get("diarize", ("campplus", device), BuiltPipeline)
+    pipeline, _ = CACHE.get("diarize", ("campplus", device),
+                            lambda: campplus.CampplusDiarization(device))
     return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)")
 
 

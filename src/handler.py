@@ -25,6 +25,7 @@ import runpod  # noqa: E402
 import gpu_faults  # noqa: E402
 import predict  # noqa: E402
 import rp_schema  # noqa: E402
+import settings  # noqa: E402
 from errors import JobError  # noqa: E402
 
 log = logging.getLogger("worker.handler")
@@ -79,6 +80,6 @@ def _warm_up() -> None:
 
 
 if __name__ == "__main__":
-    if os.environ.get("WARM_UP", "true").strip().lower() not in ("0", "false", "no", "off"):
+    if settings.flag("WARM_UP", default=True):
         _warm_up()
     runpod.serverless.start({"handler": handler})

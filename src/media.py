@@ -26,6 +26,7 @@ import requests
 import soundfile
 from whisperx.audio import SAMPLE_RATE, load_audio
 
+import settings
 from errors import AudioError
 
 log = logging.getLogger("worker.media")
@@ -33,10 +34,6 @@ log = logging.getLogger("worker.media")
 EXPECTED = {"container": "wav", "codec": "pcm_s16le", "sample_rate": SAMPLE_RATE, "channels": 1}
 MAX_REDIRECTS = 5
 RETRIES = 3  # attempts for connection errors and 5xx answers
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _env_float(name: str, default: float | None) -> float | None:
@@ -126,7 +123,7 @@ def _check_host(url: str) -> None:
     host = urlsplit(url).hostname
     if not host:
         raise AudioError(f"audio_file: {_public_url(url)!r} has no host name.")
-    if _env_flag("ALLOW_PRIVATE_URLS"):
+    if settings.flag("ALLOW_PRIVATE_URLS"):
         return
     try:
         infos = socket.getaddrinfo(host, None)
@@ -241,13 +238,8 @@ def load(source: Source) -> Audio:
         "sample_rate": int(stream.get("sample_rate") or 0),
         "channels": int(stream.get("channels") or 0),
     }
-    declared = float(fmt.get("duration") or stream.get("duration") or 0)
-    max_seconds = _env_float("MAX_AUDIO_SECONDS", None)
-    if max_seconds and declared > max_seconds:
-        raise AudioError(
-            f"audio: {declared:.0f} s is longer than this worker's MAX_AUDIO_SECONDS="
-            f"{max_seconds:g}; split the file or raise the limit."
-        )
+    # Refused up front on the container's declared length, and again on the decoded one.
+    _check_length(float(fmt.get("duration") or stream.get("duration") or 0))
     compatible = actual["container"] == "wav" and all(
         actual[k] == EXPECTED[k] for k in ("codec", "sample_rate", "channels")
     )
@@ -262,16 +254,13 @@ def load(source: Source) -> Audio:
         try:
             waveform = load_audio(str(source.path), SAMPLE_RATE)
         except RuntimeError as exc:
+            # ffmpeg's last stderr line names the problem
             detail = str(exc).strip().splitlines()[-1][:200]
             raise AudioError(f"audio: ffmpeg could not decode the file ({detail}).") from None
     if waveform.size == 0:
         raise AudioError("audio: the file decodes to 0 seconds of audio; send a longer file.")
     duration = waveform.shape[0] / SAMPLE_RATE
-    if max_seconds and duration > max_seconds:
-        raise AudioError(
-            f"audio: {duration:.0f} s is longer than this worker's MAX_AUDIO_SECONDS="
-            f"{max_seconds:g}; split the file or raise the limit."
-        )
+    _check_length(duration)
     check = {
         "is_compatible": compatible,
         "expected": EXPECTED,
@@ -285,6 +274,15 @@ def load(source: Source) -> Audio:
         actual["sample_rate"], actual["channels"], reason,
     )
     return Audio(waveform, source.path, duration, _sha256(source.path), check)
+
+
+def _check_length(seconds: float) -> None:
+    max_seconds = _env_float("MAX_AUDIO_SECONDS", None)
+    if max_seconds and seconds > max_seconds:
+        raise AudioError(
+            f"audio: {seconds:.0f} s is longer than this worker's MAX_AUDIO_SECONDS="
+            f"{max_seconds:g}; split the file or raise the limit."
+        )
 
 
 def _sha256(path: Path) -> str:

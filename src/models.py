@@ -22,6 +22,7 @@ import ctranslate2
 import torch
 from whisperx.vads import Pyannote
 
+import settings
 from decoding import ThresholdedWhisperModel
 from errors import InputError
 from rp_schema import OFFICIAL_MODELS
@@ -45,8 +46,7 @@ def models_dir() -> Path:
 
 def offline() -> bool:
     """No downloads: HF_HUB_OFFLINE (the Hugging Face libraries' own switch) or OFFLINE_MODE."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "OFFLINE_MODE"))
+    return settings.flag("HF_HUB_OFFLINE") or settings.flag("OFFLINE_MODE")
 
 
 def device() -> str:

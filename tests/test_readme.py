@@ -21,9 +21,10 @@ def test_parameter_table_matches_the_schema() -> None:
 def test_every_environment_setting_read_by_the_worker_is_documented() -> None:
     names = set()
     for path in (ROOT / "src").glob("*.py"):
-        names |= set(re.findall(r'(?:environ\.get|_env_flag|_env_float)\(\s*"([A-Z0-9_]+)"',
+        names |= set(re.findall(r'(?:environ\.get|settings\.flag|_env_float)\(\s*"([A-Z0-9_]+)"',
                                 path.read_text()))
-    assert names >= {"MODELS_DIR", "LOCAL_INPUT_DIR", "MAX_DOWNLOAD_MB"}
+    assert names >= {"MODELS_DIR", "LOCAL_INPUT_DIR", "MAX_DOWNLOAD_MB", "ALLOW_PRIVATE_URLS",
+                     "HF_HUB_OFFLINE", "OFFLINE_MODE", "WARM_UP"}
     missing = sorted(n for n in names if f"`{n}`" not in README)
     assert not missing, f"document these in README.md: {missing}"
 
