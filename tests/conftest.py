@@ -3,12 +3,15 @@ small real models fetched by scripts/setup.sh, and a way to run jobs through the
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import itertools
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,38 @@ def assets_ready() -> None:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sample_clip(media_dir: Path) -> Callable[[int], Path]:
+    """A clip of `seconds` of the real two-speaker sample from 6.5 s on (speech from the
+    first word): short jobs for tests that need real speech but not the whole file."""
+
+    def clip(seconds: int) -> Path:
+        path = media_dir / f"sample-{seconds}s.wav"
+        if not path.exists():
+            ffmpeg("-i", str(SAMPLES / "sample.wav"), "-ss", "6.5", "-t", str(seconds), str(path))
+        return path
+
+    return clip
+
+
+@pytest.fixture(scope="session")
+def serve_directory() -> Iterator[Callable[[Path], str]]:
+    """Serve a directory over HTTP on 127.0.0.1; returns its base URL."""
+    servers = []
+
+    def serve(directory: Path) -> str:
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                    directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
 
 
 @pytest.fixture(scope="session")

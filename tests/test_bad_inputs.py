@@ -4,10 +4,6 @@ the field or cause, never a traceback, and the worker must serve a good job afte
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +22,9 @@ def wrong_type(p: rp_schema.Param) -> object:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def served(tmp_path_factory: pytest.TempPathFactory, serve_directory) -> tuple[str, Path]:
     root = tmp_path_factory.mktemp("served")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
-    server.shutdown()
+    return serve_directory(root), root
 
 
 def corpus(served_url: str, root: Path) -> list[tuple[str, dict, dict, str]]:

@@ -136,14 +136,9 @@ def test_markdown_and_min_segment_duration(run_job, sample):
 
 
 @pytest.fixture
-def clip(local_file, media_dir) -> str:
-    """10 s of the sample with both speakers: ResNet34 embeddings are slow on a CPU."""
-    from conftest import ffmpeg
-
-    path = media_dir / "two-speakers-10s.wav"
-    if not path.exists():
-        ffmpeg("-i", str(SAMPLE), "-ss", "6.5", "-t", "10", str(path))
-    return local_file(path)
+def clip(local_file, sample_clip) -> str:
+    """10 s with both speakers: ResNet34 embeddings are slow on a CPU."""
+    return local_file(sample_clip(10))
 
 
 @pytest.fixture(scope="module")

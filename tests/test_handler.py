@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +14,13 @@ FAST = {"diarization": False, "align_output": False, "language": "en"}
 
 
 @pytest.fixture(scope="module")
-def short_wav(media_dir: Path) -> Path:
-    """The first 6 s of the pyannote sample (real speech): quick jobs."""
-    path = media_dir / "short.wav"
-    ffmpeg("-i", str(Path(__file__).parent.parent / "samples" / "sample.wav"), "-ss", "6.5",
-           "-t", "6", str(path))
-    return path
+def short_wav(sample_clip) -> Path:
+    return sample_clip(6)  # real speech, quick jobs
 
 
 @pytest.fixture(scope="module")
-def http_server(media_dir: Path) -> Iterator[str]:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def http_server(serve_directory, media_dir: Path) -> str:
+    return serve_directory(media_dir)
 
 
 def ok(result: dict) -> dict:

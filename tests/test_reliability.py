@@ -16,14 +16,8 @@ FAST = {"diarization": False, "align_output": False, "language": "en"}
 
 
 @pytest.fixture
-def short(local_file, media_dir) -> str:
-    from conftest import ffmpeg
-
-    path = media_dir / "reliability.wav"
-    if not path.exists():
-        ffmpeg("-i", str(Path(__file__).parent.parent / "samples" / "sample.wav"), "-ss", "6.5",
-               "-t", "4", str(path))
-    return local_file(path)
+def short(local_file, sample_clip) -> str:
+    return local_file(sample_clip(4))
 
 
 def fail_first_call(monkeypatch, exc: BaseException) -> list[int]:
