@@ -56,7 +56,6 @@ class Source:
 @dataclass(frozen=True)
 class Audio:
     waveform: np.ndarray  # float32, mono, 16 kHz
-    path: Path
     duration: float
     sha256: str
     check: dict[str, Any]  # debug_info.audio
@@ -273,7 +272,7 @@ def load(source: Source) -> Audio:
         "audio: %s, %.2f s, %s %s Hz x%d (%s)", source.name, duration, actual["codec"],
         actual["sample_rate"], actual["channels"], reason,
     )
-    return Audio(waveform, source.path, duration, _sha256(source.path), check)
+    return Audio(waveform, duration, _sha256(source.path), check)
 
 
 def _check_length(seconds: float) -> None:
