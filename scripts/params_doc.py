@@ -1,7 +1,8 @@
-"""The README's parameter table, generated from src/rp_schema.py (the one source of truth).
+"""The README's parameter and worker-settings tables, generated from their one source each:
+src/rp_schema.py (PARAMS) and src/settings.py (WorkerSettings).
 
-    python scripts/params_doc.py          # print the table
-    python scripts/params_doc.py --write  # replace it in README.md
+    python scripts/params_doc.py          # print the tables
+    python scripts/params_doc.py --write  # replace them in README.md
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from rp_schema import PARAMS  # noqa: E402
+from settings import WorkerSettings, env_name  # noqa: E402
 
 START, END = "<!-- params:start -->", "<!-- params:end -->"
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 
 def table() -> str:
@@ -32,16 +35,31 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def settings_table() -> str:
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for name, info in WorkerSettings.model_fields.items():
+        default = "unset" if info.default is None else f"`{json.dumps(info.default, default=str)}`"
+        rows.append(f"| `{env_name(name)}` | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
 def section() -> str:
     return f"{START}\n{table()}\n{END}"
+
+
+def settings_section() -> str:
+    return f"{SETTINGS_START}\n{settings_table()}\n{SETTINGS_END}"
 
 
 def write() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    readme.write_text(pattern.sub(lambda _: section(), text))
+    for start, end, body in ((START, END, section()),
+                             (SETTINGS_START, SETTINGS_END, settings_section())):
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        text = pattern.sub(lambda _, body=body: body, text)
+    readme.write_text(text)
 
 
 if __name__ == "__main__":
-    write() if "--write" in sys.argv else print(table())
+    write() if "--write" in sys.argv else print(f"{table()}\n\n{settings_table()}")

@@ -65,7 +65,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
 def _progress(job: dict[str, Any]) -> Any:
     """Stage-by-stage progress for /status while the job runs (only on RunPod, where the
     worker has a URL to post it to)."""
-    if not os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"):
+    if not settings.get().runpod_webhook_post_output:
         return None
     return lambda update: runpod.serverless.progress_update(job, update)
 
@@ -80,6 +80,6 @@ def _warm_up() -> None:
 
 
 if __name__ == "__main__":
-    if settings.flag("WARM_UP", default=True):
+    if settings.get().warm_up:
         _warm_up()
     runpod.serverless.start({"handler": handler})

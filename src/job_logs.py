@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import settings
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "<redacted>"
 _lines: ContextVar[list[str] | None] = ContextVar("job_log_lines", default=None)
@@ -58,7 +60,10 @@ def install() -> None:
     for handler in (logging.StreamHandler(), _JobHandler()):
         handler.setFormatter(_RedactingFormatter(FORMAT))
         root.addHandler(handler)
-    level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+    try:
+        level = settings.get().log_level.strip().upper()
+    except settings.SettingsError:
+        level = "INFO"
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     logging.captureWarnings(True)
     for name in ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN"):

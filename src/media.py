@@ -12,7 +12,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
 import socket
 import subprocess
 import time
@@ -34,16 +33,6 @@ log = logging.getLogger("worker.media")
 EXPECTED = {"container": "wav", "codec": "pcm_s16le", "sample_rate": SAMPLE_RATE, "channels": 1}
 MAX_REDIRECTS = 5
 RETRIES = 3  # attempts for connection errors and 5xx answers
-
-
-def _env_float(name: str, default: float | None) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise AudioError(f"environment variable {name}: got {raw!r}, expected a number.") from None
 
 
 @dataclass(frozen=True)
@@ -96,13 +85,13 @@ def _from_base64(data: str, workdir: Path) -> Source:
 
 
 def _local(name: str) -> Source:
-    root = os.environ.get("LOCAL_INPUT_DIR", "").strip()
-    if not root:
+    root = settings.get().local_input_dir
+    if root is None:
         raise AudioError(
             f"audio_file: {name!r} is not an http(s) URL. Send a URL or audio_base64; local "
             "files are read only when the worker sets LOCAL_INPUT_DIR."
         )
-    base = Path(root).resolve()
+    base = root.resolve()
     path = (base / name).resolve()
     if not path.is_relative_to(base):
         raise AudioError(f"audio_file: {name!r} is outside LOCAL_INPUT_DIR; name a file inside it.")
@@ -122,7 +111,7 @@ def _check_host(url: str) -> None:
     host = urlsplit(url).hostname
     if not host:
         raise AudioError(f"audio_file: {_public_url(url)!r} has no host name.")
-    if settings.flag("ALLOW_PRIVATE_URLS"):
+    if settings.get().allow_private_urls:
         return
     try:
         infos = socket.getaddrinfo(host, None)
@@ -141,8 +130,8 @@ def _check_host(url: str) -> None:
 
 
 def _download(url: str, workdir: Path) -> Source:
-    limit_mb = _env_float("MAX_DOWNLOAD_MB", 2048.0) or 0
-    timeout = _env_float("DOWNLOAD_TIMEOUT_S", 60.0)
+    config = settings.get()
+    limit_mb, timeout = config.max_download_mb, config.download_timeout_s
     path = workdir / "input.bin"
     shown = _public_url(url)
     for attempt in range(1, RETRIES + 1):
@@ -276,7 +265,7 @@ def load(source: Source) -> Audio:
 
 
 def _check_length(seconds: float) -> None:
-    max_seconds = _env_float("MAX_AUDIO_SECONDS", None)
+    max_seconds = settings.get().max_audio_seconds
     if max_seconds and seconds > max_seconds:
         raise AudioError(
             f"audio: {seconds:.0f} s is longer than this worker's MAX_AUDIO_SECONDS="

@@ -41,12 +41,12 @@ SUBSTITUTES["turbo"] = ("large-v3-turbo", "large-v3")
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("MODELS_DIR", "/models"))
+    return settings.get().models_dir
 
 
 def offline() -> bool:
     """No downloads: HF_HUB_OFFLINE (the Hugging Face libraries' own switch) or OFFLINE_MODE."""
-    return settings.flag("HF_HUB_OFFLINE") or settings.flag("OFFLINE_MODE")
+    return settings.get().offline
 
 
 def device() -> str:
@@ -150,12 +150,12 @@ class ModelCache:
 
 def _capacity() -> int:
     # A bad value must not crash-loop the worker at import: log it and use the default.
-    raw = os.environ.get("MAX_LOADED_MODELS", "2").strip()
-    if raw.isdigit() and int(raw) >= 1:
-        return int(raw)
-    log.error("environment variable MAX_LOADED_MODELS: got %r, expected an integer >= 1; "
-              "using 2", raw)
-    return 2
+    try:
+        return settings.get().max_loaded_models
+    except settings.SettingsError as exc:
+        default = settings.WorkerSettings.model_fields["max_loaded_models"].default
+        log.error("%s Using %d.", exc, default)
+        return default
 
 
 CACHE = ModelCache(_capacity())
