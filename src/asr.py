@@ -8,38 +8,66 @@ from typing import Any
 
 import numpy as np
 import whisperx
+from faster_whisper.audio import pad_or_trim
+from whisperx.audio import SAMPLE_RATE
 
 import rp_schema
-from decoding import DecodeStats, SpeechRegions, VadParams, decode_stats
+import speech
+from decoding import DecodeStats, WindowResult, decode_stats
 from models import Loaded
+from speech import PrecomputedVad, SpeechWindows, VadParams
 
 log = logging.getLogger("worker.asr")
+
+
+# What a job that asked for detection reports when the audio has no speech to detect on
+# (documented in the README; `warnings` says so).
+NO_SPEECH_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
 class Language:
     code: str
-    probability: float | None  # None when the caller fixed the language
+    probability: float | None  # None when the caller fixed the language or there is no speech
     detected: bool
+    windows: int = 0  # speech windows the detector looked at
 
 
-def detect_language(loaded: Loaded, audio: np.ndarray, job: Any) -> Language:
-    """Detect on up to `language_detection_max_tries` 30 s windows of speech (faster-whisper's
-    own detector, with its bundled Silero VAD so leading silence or music doesn't count)."""
+def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
+                    job: Any) -> Language:
+    """Whisper's language detector on the job's first speech windows (the VAD pass the job
+    runs anyway): up to `language_detection_max_tries` of them, stopping at the first whose
+    top probability exceeds `language_detection_min_prob`, else the majority language
+    (faster-whisper's rule). Cost: one encoder pass per window used, whatever the length."""
     if job.language:
         return Language(job.language, None, False)
-    if not loaded.model.model.is_multilingual:
+    model = loaded.model
+    if not model.model.is_multilingual:
         return Language("en", None, False)  # *.en models
-    kwargs = {
-        "language_detection_segments": job.language_detection_max_tries,
-        "language_detection_threshold": job.language_detection_min_prob,
-    }
-    try:
-        code, prob, _ = loaded.model.detect_language(audio, vad_filter=True, **kwargs)
-    except ValueError:  # Silero found no speech at all: detect on the raw audio instead
-        code, prob, _ = loaded.model.detect_language(audio, vad_filter=False, **kwargs)
-    log.info("detected language %s (p=%.2f)", code, prob)
-    return Language(code, float(prob), True)
+    if not windows.windows:  # nothing but silence/padding to detect on
+        return Language(NO_SPEECH_LANGUAGE, None, False)
+    votes: dict[str, list[float]] = {}
+    used = 0
+    for start, end in windows.windows[: job.language_detection_max_tries]:
+        used += 1
+        features = model.feature_extractor(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
+        top_token, prob = model.model.detect_language(model.encode(pad_or_trim(features)))[0][0]
+        code = top_token[2:-2]
+        if prob > job.language_detection_min_prob:
+            break
+        votes.setdefault(code, []).append(prob)
+    else:
+        code = max(votes, key=lambda lang: len(votes[lang]))
+        prob = max(votes[code])
+    log.info("detected language %s (p=%.2f) on %d speech window(s)", code, prob, used)
+    return Language(code, float(prob), True, used)
+
+
+def find_speech(vad: Any, audio: np.ndarray, duration: float, job: Any) -> SpeechWindows:
+    """The job's one VAD pass (or fixed windows when enable_vad is false)."""
+    if not job.enable_vad:
+        return speech.fixed(duration, job.chunk_size)
+    return speech.find(vad, audio, vad_params(job), job.chunk_size, duration)
 
 
 def asr_options(job: Any) -> dict[str, Any]:
@@ -70,24 +98,27 @@ def vad_params(job: Any) -> VadParams:
 
 @dataclass(frozen=True)
 class Transcript:
-    segments: list[dict[str, Any]]
+    segments: list[dict[str, Any]]  # one per window with text, with the window's fields
     stats: DecodeStats
+    speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see speech.py
 
 
 def transcribe(
-    loaded: Loaded, vad: Any, audio: np.ndarray, duration: float, job: Any,
-    language: str, task: str, batch_size: int,
+    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: Any, language: str,
+    task: str, batch_size: int,
 ) -> Transcript:
+    stats = DecodeStats()
+    if not windows.windows:
+        return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
-    # while the heavy model and VAD objects inside it are shared and stay warm.
+    # while the heavy model inside it is shared and stays warm. Its VAD is the job's windows.
     pipeline = whisperx.load_model(
         loaded.path, loaded.device, compute_type=loaded.compute_type, model=loaded.model,
         asr_options=asr_options(job), language=language, task=task,
-        vad_model=SpeechRegions(vad, vad_params(job), duration),
+        vad_model=PrecomputedVad(windows),
         vad_options={"vad_onset": job.vad_onset, "vad_offset": job.vad_offset,
                      "chunk_size": job.chunk_size},
     )
-    stats = DecodeStats()
     token = decode_stats.set(stats)
     try:
         result = pipeline.transcribe(
@@ -96,14 +127,27 @@ def transcribe(
         )
     finally:
         decode_stats.reset(token)
+    fps = loaded.model.frames_per_second
     segments = [
-        {"start": s["start"], "end": s["end"], "text": s["text"].strip(),
-         "avg_logprob": round(float(s["avg_logprob"]), 4)}
-        for s in result["segments"]
-        if s["text"].strip()
+        segment_fields(s["start"], s["end"], r, fps)
+        for s, r in zip(result["segments"], stats.results, strict=True)
+        if r.text.strip()
     ]
     log.info(
-        "%s: %d windows, %d re-decoded, %d dropped as silence", task, stats.windows,
-        stats.redecoded, stats.silent,
+        "%s: %d windows, %d re-decoded in %d batched passes, %d dropped as silence", task,
+        stats.windows, stats.redecoded, stats.fallback_passes, stats.silent,
     )
-    return Transcript(segments, stats)
+    return Transcript(segments, stats, windows.speech)
+
+
+def segment_fields(start: float, end: float, r: WindowResult, frames_per_second: int
+                   ) -> dict[str, Any]:
+    """A window's segment with the official worker's (faster-whisper Segment) fields."""
+    return {
+        "start": start, "end": end, "text": r.text.strip(),
+        "seek": int(round(start * frames_per_second)),  # frames of the window start
+        "tokens": list(r.tokens), "temperature": r.temperature,
+        "avg_logprob": round(r.avg_logprob, 4),
+        "compression_ratio": round(r.compression_ratio, 4),
+        "no_speech_prob": round(r.no_speech_prob, 4),
+    }

@@ -1,46 +1,100 @@
-"""Two gaps in whisperx's batched pipeline, filled with whisperx's and faster-whisper's own parts.
+"""Batched decoding with the temperature fallback and the silence rule, kept batched.
 
-1. whisperx decodes every window once, by beam search at temperature 0, and ignores
-   `temperature`, fallback and the no-speech / log-prob / compression-ratio thresholds.
-   `ThresholdedWhisperModel` keeps that fast batched pass and re-decodes only the windows that
-   fail a threshold with faster-whisper's `generate_with_fallback`, which also drops windows
-   that are silence (no_speech_prob above its threshold and a low log-probability).
-2. whisperx's pyannote VAD binarizes with onset/offset only; `SpeechRegions` applies the
-   job's min_duration_on/off and pad_onset/offset too.
+whisperx's `WhisperModel.generate_segment_batched` decodes every window once, by beam search at
+temperature 0, and ignores `temperature`, the fallback schedule and the no-speech /
+log-prob / compression-ratio thresholds. `ThresholdedWhisperModel` overrides that one method
+(called by whisperx's `FasterWhisperPipeline._forward` as
+`generate_segment_batched(features, tokenizer, options)`) the way faster-whisper's
+`BatchedInferencePipeline` and `generate_with_fallback` work:
+
+1. encode the batch once and decode it at `temperatures[0]` (beam search at 0, sampling with
+   `best_of` candidates above 0), asking for `no_speech_prob` in the same pass;
+2. windows that fail a threshold are decoded again, together, at each next temperature,
+   reusing the encoder output (only their rows are taken from it);
+3. a window whose last result still fails keeps its best candidate (faster-whisper's rule);
+   a window with no_speech_prob above its threshold whose log-probability is not above
+   `log_prob_threshold` is silence: not re-decoded, and dropped (empty text).
+
+Per-window results (tokens, temperature, scores) go to the job's `DecodeStats`, in window
+order, because whisperx's pipeline passes on only `text` and `avg_logprob`.
 """
 
 from __future__ import annotations
 
+import logging
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import ctranslate2
 import numpy as np
+import torch
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio
 from whisperx.asr import WhisperModel
-from whisperx.diarize import Segment as VadSegment
-from whisperx.vads import Pyannote, Vad
-from whisperx.vads.pyannote import Binarize
+
+log = logging.getLogger("worker.decoding")
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One window's decoding, with faster-whisper's Segment semantics."""
+
+    tokens: list[int]  # text tokens (below end-of-text)
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    silent: bool = False
 
 
 @dataclass
 class DecodeStats:
     windows: int = 0
-    redecoded: int = 0
-    silent: int = 0
-    temperatures: list[float] = field(default_factory=list)
+    redecoded: int = 0  # windows decoded again at a higher temperature
+    silent: int = 0  # windows dropped as silence
+    fallback_passes: int = 0  # batched decoding passes at temperatures[1:]
+    temperatures: list[float] = field(default_factory=list)  # final temperature per re-decode
+    results: list[WindowResult] = field(default_factory=list)  # every window, in order
 
 
 # Set per job by asr.transcribe; the model object itself is shared by every job.
 decode_stats: ContextVar[DecodeStats | None] = ContextVar("decode_stats", default=None)
 
 
-def _fails(text: str, avg_logprob: float, options: TranscriptionOptions) -> bool:
-    cr, lp = options.compression_ratio_threshold, options.log_prob_threshold
-    return (cr is not None and get_compression_ratio(text) > cr) or (
-        lp is not None and avg_logprob < lp
-    )
+def is_silence(no_speech_prob: float, avg_logprob: float, options: TranscriptionOptions) -> bool:
+    """faster-whisper's skip rule: likely no speech, unless the text is confident enough."""
+    ns, lp = options.no_speech_threshold, options.log_prob_threshold
+    return (ns is not None and no_speech_prob > ns
+            and not (lp is not None and avg_logprob > lp))
+
+
+def needs_fallback(result: WindowResult, options: TranscriptionOptions) -> bool:
+    cr, lp, ns = (options.compression_ratio_threshold, options.log_prob_threshold,
+                  options.no_speech_threshold)
+    failed = (cr is not None and result.compression_ratio > cr) or (
+        lp is not None and result.avg_logprob < lp)
+    # generate_with_fallback: a silent window is not worth another temperature
+    silent = (ns is not None and lp is not None and result.no_speech_prob > ns
+              and result.avg_logprob < lp)
+    return failed and not silent
+
+
+def choose(candidates: list[WindowResult], options: TranscriptionOptions) -> WindowResult:
+    """The last candidate if it passed; else (every temperature failed) the best by
+    avg_logprob among those under the compression-ratio threshold, or among all, reported at
+    the last temperature (generate_with_fallback's rule)."""
+    last = candidates[-1]
+    if len(candidates) == len(options.temperatures) and needs_fallback(last, options):
+        cr = options.compression_ratio_threshold
+        pool = [c for c in candidates if cr is None or c.compression_ratio <= cr] or candidates
+        best = max(pool, key=lambda c: c.avg_logprob)
+        last = WindowResult(best.tokens, best.text, best.avg_logprob, best.no_speech_prob,
+                            best.compression_ratio, last.temperature)
+    silent = is_silence(last.no_speech_prob, last.avg_logprob, options)
+    return WindowResult(last.tokens, "" if silent else last.text, last.avg_logprob,
+                        last.no_speech_prob, last.compression_ratio, last.temperature, silent)
 
 
 class ThresholdedWhisperModel(WhisperModel):
@@ -51,102 +105,84 @@ class ThresholdedWhisperModel(WhisperModel):
         options: TranscriptionOptions,
         encoder_output: Any = None,
     ) -> dict[str, list]:
-        out = super().generate_segment_batched(features, tokenizer, options)
-        texts, logprobs = list(out["text"]), list(out["avg_logprob"])
+        prompt = self.window_prompt(tokenizer, options)
+        features = np.asarray(features)
+        if encoder_output is None:
+            encoder_output = self.encode(features)
+        temperatures = options.temperatures
+        first = self.decode(encoder_output, prompt, tokenizer, options, temperatures[0])
+        candidates = [[r] for r in first]
+        pending = [i for i, r in enumerate(first) if needs_fallback(r, options)]
         stats = decode_stats.get() or DecodeStats()
-        stats.windows += len(texts)
-        sampling_first = options.temperatures[0] > 0  # the batched pass only does beam search
-        for i, (text, avg_logprob) in enumerate(zip(texts, logprobs, strict=True)):
-            if not (sampling_first or _fails(text, avg_logprob, options)):
-                continue
-            texts[i], logprobs[i], temperature, silent = self._redecode(
-                features[i], tokenizer, options
-            )
-            stats.redecoded += 1
-            stats.silent += silent
-            stats.temperatures.append(temperature)
-        return {"text": texts, "avg_logprob": logprobs}
+        stats.redecoded += len(pending)
+        for temperature in temperatures[1:]:
+            if not pending:
+                break
+            rows, _memory = self.take(encoder_output, features, pending)
+            stats.fallback_passes += 1
+            for i, r in zip(pending, self.decode(rows, prompt, tokenizer, options, temperature),
+                            strict=True):
+                candidates[i].append(r)
+            pending = [i for i in pending if needs_fallback(candidates[i][-1], options)]
+        results = [choose(c, options) for c in candidates]
+        stats.windows += len(results)
+        stats.silent += sum(r.silent for r in results)
+        stats.temperatures += [r.temperature for r, c in zip(results, candidates, strict=True)
+                               if len(c) > 1]
+        stats.results += results
+        return {"text": [r.text for r in results], "avg_logprob": [r.avg_logprob for r in results]}
 
-    def _redecode(
-        self, features: np.ndarray, tokenizer: Tokenizer, options: TranscriptionOptions
-    ) -> tuple[str, float, float, bool]:
-        previous = (
-            tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+    def window_prompt(self, tokenizer: Tokenizer, options: TranscriptionOptions) -> list[int]:
+        """whisperx's batched prompt: the same initial prompt / hotwords for every window."""
+        previous = (tokenizer.encode(" " + options.initial_prompt.strip())
+                    if options.initial_prompt is not None else [])
+        return self.get_prompt(tokenizer, previous, without_timestamps=options.without_timestamps,
+                               prefix=options.prefix, hotwords=options.hotwords)
+
+    def decode(self, encoder_output: ctranslate2.StorageView, prompt: list[int],
+               tokenizer: Tokenizer, options: TranscriptionOptions,
+               temperature: float) -> list[WindowResult]:
+        """One batched generate at one temperature: beam search at 0, else `best_of` samples
+        (the best one kept), as in faster-whisper's generate_with_fallback."""
+        if temperature > 0:
+            search = {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0,
+                      "sampling_temperature": temperature}
+        else:
+            search = {"beam_size": options.beam_size, "patience": options.patience}
+        batch = encoder_output.shape[0]
+        results = self.model.generate(
+            encoder_output, [prompt] * batch, length_penalty=options.length_penalty,
+            max_length=self.max_length, suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            repetition_penalty=options.repetition_penalty, return_scores=True,
+            return_no_speech_prob=True, **search,
         )
-        prompt = self.get_prompt(
-            tokenizer, previous, without_timestamps=options.without_timestamps,
-            prefix=options.prefix, hotwords=options.hotwords,
-        )
-        result, avg_logprob, temperature, _ = self.generate_with_fallback(
-            self.encode(features), prompt, tokenizer, options
-        )
-        silent = (
-            options.no_speech_threshold is not None
-            and options.log_prob_threshold is not None
-            and result.no_speech_prob > options.no_speech_threshold
-            and avg_logprob < options.log_prob_threshold
-        )
-        text = "" if silent else tokenizer.decode(result.sequences_ids[0])
-        return text, avg_logprob, temperature, silent
+        out = []
+        for result in results:
+            tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+            seq_len = len(result.sequences_ids[0])
+            avg_logprob = result.scores[0] * (seq_len ** options.length_penalty) / (seq_len + 1)
+            text = tokenizer.decode(tokens)
+            out.append(WindowResult(tokens, text, float(avg_logprob),
+                                    float(result.no_speech_prob),
+                                    get_compression_ratio(text.strip()), float(temperature)))
+        return out
 
-
-@dataclass(frozen=True)
-class VadParams:
-    onset: float
-    offset: float
-    min_duration_on: float
-    min_duration_off: float
-    pad_onset: float
-    pad_offset: float
-
-
-class SpeechRegions(Vad):
-    """Per-job VAD: the shared pyannote scorer, binarized with the job's parameters."""
-
-    def __init__(self, scorer: Pyannote, params: VadParams, duration: float):
-        super().__init__(params.onset)
-        self.scorer, self.params, self.duration = scorer, params, duration
-
-    def __call__(self, audio: Any, **kwargs: Any) -> Any:
-        return self.scorer(audio, **kwargs)
-
-    preprocess_audio = staticmethod(Pyannote.preprocess_audio)
-
-    def merge_chunks(
-        self, scores: Any, chunk_size: float, onset: float, offset: float | None
-    ) -> list[dict]:
-        p = self.params
-        # whisperx's Binarize can't pad or bridge gaps while also capping region length, so
-        # binarize with all the job's parameters first, then split regions that are too long.
-        regions = Binarize(
-            onset=p.onset, offset=p.offset, min_duration_on=p.min_duration_on,
-            min_duration_off=p.min_duration_off, pad_onset=p.pad_onset, pad_offset=p.pad_offset,
-        )(scores).get_timeline()
-        frames = scores.sliding_window
-        times = np.array([frames[i].middle for i in range(scores.data.shape[0])])
-        speech = scores.data.max(axis=1)
-        segments = []
-        for region in regions:
-            # Padding can reach past either end of the audio; windows are sliced from it.
-            start, end = max(0.0, region.start), min(self.duration, region.end)
-            for a, b in _split(start, end, times, speech, chunk_size):
-                segments.append(VadSegment(a, b, "UNKNOWN"))
-        if not segments:
-            return []
-        return Vad.merge_chunks(segments, chunk_size, onset, offset)
-
-
-def _split(
-    start: float, end: float, times: np.ndarray, speech: np.ndarray, max_len: float
-) -> list[tuple[float, float]]:
-    """Cut [start, end] into pieces of at most max_len s, each cut at the frame with the lowest
-    speech score in the second half of the piece (the rule whisperx's Binarize uses)."""
-    pieces = []
-    while end - start > max_len:
-        window = np.flatnonzero((times > start + max_len / 2) & (times < start + max_len))
-        cut = times[window[np.argmin(speech[window])]] if window.size else start + max_len
-        pieces.append((start, float(cut)))
-        start = float(cut)
-    if end > start:
-        pieces.append((start, end))
-    return pieces
+    def take(self, encoder_output: ctranslate2.StorageView, features: np.ndarray,
+             rows: list[int]) -> tuple[ctranslate2.StorageView, Any]:
+        """The encoder output of some windows only, copied from the batch's (no re-encoding),
+        and the array holding it: the view shares its memory, so the caller keeps it alive."""
+        if len(rows) == encoder_output.shape[0]:
+            return encoder_output, None
+        try:
+            if encoder_output.device == "cuda":
+                tensor = torch.as_tensor(encoder_output, device="cuda")
+                subset: Any = tensor[torch.as_tensor(rows, device="cuda")].contiguous()
+            else:
+                subset = np.ascontiguousarray(np.asarray(encoder_output)[rows])
+            return ctranslate2.StorageView.from_array(subset), subset
+        except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            # e.g. bfloat16, which numpy can't hold: encoding the rows again is correct too
+            log.debug("re-encoding %d windows: %s", len(rows), exc)
+            return self.encode(features[rows]), None

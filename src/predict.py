@@ -1,5 +1,5 @@
-"""One job, top to bottom: input -> audio -> model -> language -> ASR -> (translation) ->
-word alignment -> diarization -> output.
+"""One job, top to bottom: input -> audio -> model -> VAD (once) -> language -> ASR ->
+(translation) -> word alignment -> diarization -> output.
 
 Stages that can't run for a job (no alignment model, no diarization token) degrade with a
 warning; only bad input or unreadable audio fails a job.
@@ -25,12 +25,13 @@ import formats
 import gpu_faults
 import media
 import models
+import segments as segment_fields
 from rp_schema import Resolved
 
 log = logging.getLogger("worker.predict")
 
 
-STAGES = ("download", "decode_audio", "model_load", "language_detection", "transcription",
+STAGES = ("download", "decode_audio", "model_load", "vad", "language_detection", "transcription",
           "translation", "alignment", "diarization")
 
 
@@ -76,26 +77,33 @@ def predict(
         loaded = models.CACHE.whisper(path, compute_type, device)
         vad = models.CACHE.vad(device)
 
+    # One VAD pass: language detection, transcription, translation and retries reuse it.
+    with timings.stage("vad"):
+        speech = asr.find_speech(vad, audio.waveform, audio.duration, job)
+
     with timings.stage("language_detection"):
-        language = asr.detect_language(loaded, audio.waveform, job)
+        language = asr.detect_language(loaded, audio.waveform, speech, job)
 
     with timings.stage("transcription"):
         transcript = gpu_faults.retry_on_oom(
             "transcription",
-            lambda batch: asr.transcribe(loaded, vad, audio.waveform, audio.duration, job,
-                                         language.code, job.task, batch),
+            lambda batch: asr.transcribe(loaded, speech, audio.waveform, job, language.code,
+                                         job.task, batch),
             job.batch_size, warnings,
         )
     segments = transcript.segments
     if not segments:
         warnings.append("no speech detected: the audio is silent or the VAD found no speech.")
+    if not speech.windows and not job.language:
+        warnings.append(f"language detection skipped: no speech; detected_language is "
+                        f"'{language.code}' by default.")
 
     translation = None
     if job.translate:
         with timings.stage("translation"):
             translated = gpu_faults.retry_on_oom(
                 "translation",
-                lambda batch: asr.transcribe(loaded, vad, audio.waveform, audio.duration, job,
+                lambda batch: asr.transcribe(loaded, speech, audio.waveform, job,
                                              language.code, "translate", batch),
                 job.batch_size, warnings,
             )
@@ -123,8 +131,9 @@ def predict(
     if job.min_segment_duration:
         segments = [s for s in segments
                     if (s["end"] or 0) - (s["start"] or 0) >= job.min_segment_duration]
-    if not job.enable_vad:
-        warnings.append("enable_vad=false is ignored: the batched pipeline always uses VAD.")
+    # Pieces cut by alignment or speakers keep their window's decoding fields; ids 0..n-1.
+    segments = segment_fields.number(
+        segment_fields.inherit_by_time(segments, transcript.segments))
 
     output: dict[str, Any] = {
         "segments": segments,
@@ -177,7 +186,9 @@ def debug_info(
             "temperature": job.temperature,
             "temperature_increment_on_fallback": job.temperature_increment_on_fallback,
             "length_penalty": job.length_penalty,
+            "enable_vad": job.enable_vad,
             "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
+            "fallback_passes": transcript.stats.fallback_passes,
             "dropped_as_silence": transcript.stats.silent,
         },
         "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
@@ -188,7 +199,7 @@ def debug_info(
             "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
         },
         "language": {"code": language.code, "probability": language.probability,
-                     "detected": language.detected},
+                     "detected": language.detected, "windows": language.windows},
         "params": resolved.report(),
         "timings": dict(timings),
         **gpu_memory(device),

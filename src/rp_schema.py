@@ -113,10 +113,12 @@ PARAMS: tuple[Param, ...] = (
     P("language", str | None, None, "Language code (ru, en, ...) or name; null detects it. No "
       "env alias: LANGUAGE is a system locale variable.", "language", env=(),
       accepts="a Whisper language code or name (ru, en, Russian, pt-BR, ...)"),
-    P("language_detection_min_prob", float, 0.5, "Detection stops at the first 30 s speech "
-      "window whose top language probability exceeds this.", "language", ge=0, le=1),
-    P("language_detection_max_tries", int, 3, "How many 30 s speech windows detection may "
-      "look at; if none is confident, the majority language wins.", "language", ge=1, le=20),
+    P("language_detection_min_prob", float, 0.5, "Detection stops at the first speech "
+      "window (the job's VAD windows) whose top language probability exceeds this.",
+      "language", ge=0, le=1),
+    P("language_detection_max_tries", int, 3, "How many of the first speech windows detection "
+      "may look at; if none is confident, the majority language wins. No speech: 'en', with a "
+      "warning.", "language", ge=1, le=20),
     P("task", str, "transcribe", "transcribe, or translate (into English).", "language",
       choices=("transcribe", "translate")),
     P("translate", bool, False, "Official-worker compatible: also return an English "
@@ -129,7 +131,8 @@ PARAMS: tuple[Param, ...] = (
     P("patience", float, 1.0, "Beam search patience.", "decode", gt=0, le=10),
     P("length_penalty", float, 1.1, "Beam search length penalty exponent.", "decode",
       ge=0, le=10),
-    P("temperature", float, 0.0, "First decoding temperature.", "decode", ge=0, le=1),
+    P("temperature", float, 0.0, "First decoding temperature; above 0 every window is sampled "
+      "(best_of candidates, still batched).", "decode", ge=0, le=1),
     P("temperature_increment_on_fallback", float | None, 0.2, "Step up to 1.0 for windows that "
       "fail the thresholds below; null or 0 disables fallback.", "decode", ge=0, le=1),
     P("compression_ratio_threshold", float | None, 2.4, "Re-decode a window whose text gzip "
@@ -154,8 +157,9 @@ PARAMS: tuple[Param, ...] = (
     P("word_timestamps", bool, False, "Official-worker compatible: also return a flat "
       "`word_timestamps` list (needs align_output).", "output"),
     # --- VAD ---------------------------------------------------------------------------
-    P("enable_vad", bool, True, "Accepted for compatibility: the batched pipeline always cuts "
-      "the audio at VAD speech boundaries.", "vad"),
+    P("enable_vad", bool, True, "Cut the audio at VAD speech boundaries. false (the official "
+      "worker's default): the whole audio in equal windows of at most chunk_size s, still "
+      "batched; the no-speech/log-prob thresholds drop the silent ones.", "vad"),
     P("vad_onset", float, 0.300, "Speech starts where the VAD score rises above this.", "vad",
       gt=0, lt=1),
     P("vad_offset", float, 0.250, "Speech ends where the VAD score falls below this.", "vad",
@@ -166,7 +170,7 @@ PARAMS: tuple[Param, ...] = (
       ge=0, le=30),
     P("pad_onset", float, 0.0, "Seconds added before each speech region.", "vad", ge=0, le=5),
     P("pad_offset", float, 0.0, "Seconds added after each speech region.", "vad", ge=0, le=5),
-    P("chunk_size", int, 30, "Longest speech window (s) handed to Whisper.", "vad", ge=1, le=30),
+    P("chunk_size", int, 30, "Longest window (s) handed to Whisper.", "vad", ge=1, le=30),
     # --- alignment / diarization ---------------------------------------------------------
     P("align_output", bool, True, "Word-level timestamps by wav2vec2 forced alignment; "
       "without an alignment model for the language, Whisper's own cross-attention timings "
