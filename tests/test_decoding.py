@@ -1,0 +1,343 @@
+"""The job's one VAD pass, language detection on its windows, batched fallback decoding,
+enable_vad=false and the official worker's per-segment fields: real speech, real models."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from tokenizers import Tokenizer
+from whisperx.asr import FasterWhisperPipeline
+from whisperx.asr import WhisperModel as WhisperxModel
+from whisperx.vads import Pyannote
+
+import asr
+import decoding
+import speech
+from conftest import ENGLISH_TEXT, MODELS, SAMPLES, ffmpeg, normalize, wer
+from decoding import WindowResult
+
+FAST = {"diarization": False, "align_output": False, "debug": True}
+SANE_WER = 0.3  # base int8 on CPU: 0.12 at temperature 0 on whole VAD windows
+
+
+def words(result: dict) -> str:
+    return " ".join(s["text"] for s in result["segments"])
+
+
+@pytest.fixture(scope="module")
+def english_16k(english_wav: Path, media_dir: Path) -> tuple[np.ndarray, Path]:
+    path = media_dir / "english-16k.wav"
+    ffmpeg("-i", str(english_wav), "-ar", "16000", "-ac", "1", str(path))
+    return soundfile.read(path, dtype="float32")[0], path
+
+
+@pytest.fixture(scope="module")
+def sample_scores():
+    """Real pyannote VAD scores of the real two-speaker sample (30 s)."""
+    import models
+
+    audio, _ = soundfile.read(SAMPLES / "sample.wav", dtype="float32")
+    scores = models.CACHE.vad("cpu")({"waveform": torch.from_numpy(audio).unsqueeze(0),
+                                      "sample_rate": 16000})
+    return scores, len(audio) / 16000
+
+
+def vad(onset=0.3, offset=0.25, on=0.0, off=0.0, pad_on=0.0, pad_off=0.0) -> speech.VadParams:
+    return speech.VadParams(onset, offset, on, off, pad_on, pad_off)
+
+
+def merge(regions: list[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(regions):
+        if out and a - out[-1][1] <= gap:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def close(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return len(a) == len(b) and np.allclose(np.array(a), np.array(b), atol=1e-6)
+
+
+# --- the whisperx / faster-whisper contract decoding.py and speech.py rely on ---------------
+
+def test_pipeline_contract_we_override_is_unchanged():
+    # We override WhisperModel.generate_segment_batched; the pipeline calls it so and reads
+    # only `text` and `avg_logprob` from it.
+    params = list(inspect.signature(WhisperxModel.generate_segment_batched).parameters)
+    assert params == ["self", "features", "tokenizer", "options", "encoder_output"]
+    assert list(inspect.signature(decoding.ThresholdedWhisperModel.generate_segment_batched)
+                .parameters) == params
+    forward = inspect.getsource(FasterWhisperPipeline._forward)
+    assert ("generate_segment_batched(model_inputs['inputs'], self.tokenizer, self.options)"
+            in forward)
+    # Its VAD: preprocess_audio, __call__, merge_chunks on the object we hand it; one output
+    # segment per window, in window order (our per-window results are zipped with them).
+    source = inspect.getsource(FasterWhisperPipeline.transcribe)
+    for needle in ("issubclass(type(self.vad_model), Vad)",
+                   "waveform = self.vad_model.preprocess_audio(audio)",
+                   "merge_chunks =  self.vad_model.merge_chunks",
+                   "vad_segments = self.vad_model(", "text = out['text']",
+                   "avg_logprob = out['avg_logprob']"):
+        assert needle in source, needle
+
+
+# --- the VAD rules, on real VAD scores of real speech ---------------------------------------
+
+def test_padding_and_min_duration_rules_on_real_vad_scores(sample_scores):
+    scores, duration = sample_scores
+    base = speech.windows_from_scores(scores, vad(), 30, duration).speech
+    assert len(base) >= 3  # the sample has short and long turns, with pauses between
+
+    padded = speech.windows_from_scores(scores, vad(pad_on=0.4, pad_off=0.3), 30, duration)
+    expected = merge([(max(0.0, a - 0.4), min(duration, b + 0.3)) for a, b in base])
+    assert close(padded.speech, expected), (padded.speech, expected)
+
+    long_only = speech.windows_from_scores(scores, vad(on=1.0), 30, duration).speech
+    assert close(long_only, [(a, b) for a, b in base if b - a >= 1.0])
+    assert len(long_only) < len(base)
+
+    bridged = speech.windows_from_scores(scores, vad(off=1.0), 30, duration).speech
+    assert close(bridged, merge(base, gap=1.0))
+    assert len(bridged) < len(base)
+
+
+def test_long_regions_are_cut_at_the_quietest_frame(sample_scores):
+    scores, duration = sample_scores
+    result = speech.windows_from_scores(scores, vad(), 5, duration)
+    windows = result.windows
+    assert all(0 < b - a <= 5 + 1e-6 for a, b in windows), windows
+    assert all(b1 <= a2 for (_, b1), (a2, _) in zip(windows, windows[1:], strict=False))
+    # every speech region is covered by windows
+    for a, b in result.speech:
+        assert any(wa <= a + 1e-6 for wa, _ in windows) and any(wb >= b - 1e-6
+                                                                 for _, wb in windows)
+    # the longest region: contiguous pieces, each cut at the lowest score in its second half
+    a, b = max(result.speech, key=lambda r: r[1] - r[0])
+    assert b - a > 10
+    frames = scores.sliding_window
+    times = np.array([frames[i].middle for i in range(scores.data.shape[0])])
+    level = scores.data.max(axis=1)
+    pieces = speech._split(a, b, times, level, 5)
+    assert pieces[0][0] == a and pieces[-1][1] == b and len(pieces) >= 3
+    for (s, cut), (nxt, _) in zip(pieces, pieces[1:], strict=False):
+        assert cut == nxt and cut - s <= 5
+        half = (times > s + 2.5) & (times < s + 5)
+        assert level[times == cut][0] == level[half].min()
+
+
+def test_fixed_windows_cover_the_audio_evenly():
+    w = speech.fixed(65.0, 30)
+    assert w.windows == [(0.0, 21.667), (21.667, 43.333), (43.333, 65.0)]
+    assert w.speech == [(0.0, 65.0)] and w.vad is False
+    assert speech.fixed(30.0, 30).windows == [(0.0, 30.0)]
+    assert speech.fixed(0.0, 30).windows == []
+
+
+# --- the silence and fallback rules (faster-whisper's) --------------------------------------
+
+def test_silence_and_fallback_rules():
+    options = asr_options(log_prob_threshold=-1.0, no_speech_threshold=0.6,
+                          compression_ratio_threshold=2.4, temperatures=[0.0, 0.5, 1.0])
+
+    def result(lp, nsp, cr=1.0, t=0.0):
+        return WindowResult([1], " x", lp, nsp, cr, t)
+
+    silent = result(-1.5, 0.9)
+    assert not decoding.needs_fallback(silent, options)  # silence is not re-decoded...
+    chosen = decoding.choose([silent], options)
+    assert chosen.silent and chosen.text == ""  # ...and dropped
+    confident = decoding.choose([result(-0.3, 0.9)], options)
+    assert not confident.silent and confident.text == " x"  # confident text is kept
+    assert decoding.needs_fallback(result(-1.5, 0.1), options)
+    assert decoding.needs_fallback(result(-0.2, 0.1, cr=3.0), options)
+    # every temperature failed: the best log-prob under the ratio threshold, at the last t
+    tries = [result(-1.2, 0.1, cr=3.0, t=0.0), result(-1.4, 0.1, t=0.5),
+             result(-1.3, 0.1, t=1.0)]
+    best = decoding.choose(tries, options)
+    assert (best.avg_logprob, best.temperature) == (-1.3, 1.0)
+
+
+def asr_options(**kw):
+    from faster_whisper.transcribe import TranscriptionOptions
+
+    fields = {f: None for f in TranscriptionOptions.__dataclass_fields__}
+    return TranscriptionOptions(**(fields | kw))
+
+
+# --- through the handler ---------------------------------------------------------------------
+
+@pytest.fixture
+def encodes(monkeypatch) -> list[int]:
+    """Counts (batch sizes of) Whisper encoder passes; the real encoder still runs."""
+    calls: list[int] = []
+    real = decoding.ThresholdedWhisperModel.encode
+
+    def encode(self, features):
+        calls.append(1 if np.ndim(features) == 2 else len(features))
+        return real(self, features)
+
+    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "encode", encode)
+    return calls
+
+
+@pytest.mark.parametrize("force", [{"log_prob_threshold": -0.01},
+                                   {"compression_ratio_threshold": 0.5}])
+def test_failing_windows_are_redecoded_together_reusing_the_encoder_output(
+        run_job, english_16k, local_file, encodes, force):
+    result = run_job({"audio_file": local_file(english_16k[1]), "language": "en",
+                      "chunk_size": 6, "temperature_increment_on_fallback": 0.5} | FAST | force)
+    assert "error" not in result, result.get("error")
+    decode = result["debug_info"]["decode"]
+    assert decode["windows"] >= 3
+    # every window failed at every temperature: one batched pass per temperature (0.5, 1.0),
+    # not one per window, and the batch was encoded once
+    assert decode["redecoded"] == decode["windows"]
+    assert decode["fallback_passes"] == 2
+    assert encodes == [decode["windows"]]
+    assert {s["temperature"] for s in result["segments"]} == {1.0}
+    assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
+
+
+def test_temperature_above_zero_samples_every_window_in_one_batch(
+        run_job, english_16k, local_file, encodes):
+    result = run_job({"audio_file": local_file(english_16k[1]), "language": "en",
+                      "chunk_size": 6, "temperature": 0.4,
+                      "temperature_increment_on_fallback": None} | FAST)
+    assert "error" not in result, result.get("error")
+    decode = result["debug_info"]["decode"]
+    assert decode["redecoded"] == 0 and decode["fallback_passes"] == 0
+    assert encodes == [decode["windows"]]
+    assert {s["temperature"] for s in result["segments"]} == {0.4}
+    assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
+
+
+@pytest.fixture(scope="module")
+def speech_then_noise(english_16k, media_dir) -> Path:
+    """16.8 s of speech, then 20 s of faint noise (a room with nobody talking)."""
+    audio, _ = english_16k
+    noise = 0.003 * np.random.default_rng(0).standard_normal(20 * 16000)
+    path = media_dir / "speech-then-noise.wav"
+    soundfile.write(path, np.concatenate([audio, noise.astype("float32")]), 16000)
+    return path
+
+
+def test_enable_vad_false_decodes_fixed_windows_and_drops_the_silent_ones(
+        run_job, speech_then_noise, english_16k, local_file):
+    result = run_job({"audio_file": local_file(speech_then_noise), "enable_vad": False,
+                      "chunk_size": 10} | FAST)
+    assert "error" not in result, result.get("error")
+    decode = result["debug_info"]["decode"]
+    assert decode["enable_vad"] is False
+    assert decode["windows"] == math.ceil(result["duration"] / 10)
+    assert decode["dropped_as_silence"] >= 1
+    speech_end = len(english_16k[0]) / 16000
+    assert all(s["start"] < speech_end for s in result["segments"]), result["segments"]
+    assert result["segments"][0]["start"] == 0.0  # no VAD: windows start at 0
+    assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
+    assert not any("enable_vad" in w for w in result["warnings"])
+
+
+def test_segments_carry_the_official_worker_fields_through_alignment(run_job, local_file,
+                                                                     sample_clip):
+    clip = local_file(sample_clip(16))
+    windows = run_job({"audio_file": clip, "language": "en", "chunk_size": 8} | FAST)
+    aligned = run_job({"audio_file": clip, "language": "en", "chunk_size": 8,
+                       "align_output": True, "diarization": False, "debug": True})
+    tokenizer = Tokenizer.from_file(str(MODELS / "base" / "tokenizer.json"))
+    by_seek = {}
+    for result in (windows, aligned):
+        segments = result["segments"]
+        assert [s["id"] for s in segments] == list(range(len(segments)))
+        for s in segments:
+            assert set(s) >= {"id", "seek", "start", "end", "text", "tokens", "temperature",
+                              "avg_logprob", "compression_ratio", "no_speech_prob"}
+    for s in windows["segments"]:
+        assert s["seek"] == round(s["start"] * 100)  # frames (10 ms) of the window start
+        assert tokenizer.decode(s["tokens"]).strip() == s["text"]
+        assert s["temperature"] == 0.0 and 0 <= s["no_speech_prob"] <= 1
+        by_seek[s["seek"]] = s
+    # alignment re-cut the windows into sentences; each keeps its window's values
+    assert len(aligned["segments"]) > len(windows["segments"])
+    for s in aligned["segments"]:
+        parent = by_seek[s["seek"]]
+        assert parent["start"] <= s["start"] and s["end"] <= parent["end"] + 0.01
+        assert s["tokens"] == parent["tokens"]
+        assert normalize(s["text"]) in normalize(parent["text"])
+
+
+# --- language detection on the job's windows -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def russian_after_silence(russian_speech, media_dir) -> Path:
+    audio, rate = soundfile.read(russian_speech[0], dtype="float32")
+    path = media_dir / "russian-after-silence.wav"
+    soundfile.write(path, np.concatenate([np.zeros(40 * rate, dtype="float32"), audio]), rate)
+    return path
+
+
+def test_language_is_detected_on_the_first_speech_window(run_job, russian_after_silence,
+                                                         local_file):
+    result = run_job({"audio_file": local_file(russian_after_silence)} | FAST)
+    assert "error" not in result, result.get("error")
+    assert result["detected_language"] == "ru" and result["language_probability"] > 0.9
+    language = result["debug_info"]["language"]
+    assert language["detected"] is True and language["windows"] == 1
+    assert result["segments"][0]["start"] >= 39.5  # the silence gave no window
+
+
+def test_language_majority_over_max_tries_windows(run_job, russian_speech, local_file):
+    result = run_job({"audio_file": local_file(russian_speech[0]), "chunk_size": 8,
+                      "language_detection_min_prob": 1.0, "language_detection_max_tries": 2}
+                     | FAST)
+    assert result["detected_language"] == "ru"
+    assert result["debug_info"]["language"]["windows"] == 2
+
+
+def test_no_speech_means_no_detection_on_padding(run_job, media_dir, local_file):
+    path = media_dir / "silence-6s.wav"
+    soundfile.write(path, np.zeros(16000 * 6, dtype="float32"), 16000, subtype="PCM_16")
+    result = run_job({"audio_file": local_file(path)} | FAST)
+    assert "error" not in result, result.get("error")
+    assert result["segments"] == [] and result["transcription"] == ""
+    assert result["detected_language"] == asr.NO_SPEECH_LANGUAGE == "en"
+    assert result["language_probability"] is None
+    assert result["debug_info"]["language"] == {
+        "code": "en", "probability": None, "detected": False, "windows": 0}
+    assert ("language detection skipped: no speech; detected_language is 'en' by default."
+            in result["warnings"])
+    assert result["debug_info"]["decode"]["windows"] == 0
+
+
+# --- one VAD pass per job ----------------------------------------------------------------------
+
+def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
+        run_job, russian_speech, local_file, monkeypatch):
+    vad_calls, batches = [], []
+    real_vad, real_transcribe = Pyannote.__call__, asr.transcribe
+
+    def counting_vad(self, *args, **kwargs):
+        vad_calls.append(1)
+        return real_vad(self, *args, **kwargs)
+
+    def oom_once(*args, **kwargs):
+        batches.append(args[-1])
+        if len(batches) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
+        return real_transcribe(*args, **kwargs)
+
+    monkeypatch.setattr(Pyannote, "__call__", counting_vad)
+    monkeypatch.setattr(asr, "transcribe", oom_once)
+    result = run_job({"audio_file": local_file(russian_speech[0]), "translate": True,
+                      "temperature_increment_on_fallback": None} | FAST)
+    assert "error" not in result, result.get("error")
+    assert result["detected_language"] == "ru" and result["translation"]
+    assert batches == [32, 16, 32]  # OOM, retry, translation pass
+    assert vad_calls == [1]
