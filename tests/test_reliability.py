@@ -107,7 +107,7 @@ def test_progress_is_reported_after_each_stage_on_runpod(run_job, short, monkeyp
     monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, p: sent.append(p))
     assert "error" not in run_job({"audio_file": short} | FAST)
     stages = [p["stage"] for p in sent]
-    assert stages == ["download", "decode_audio", "model_load", "language_detection",
+    assert stages == ["download", "decode_audio", "model_load", "vad", "language_detection",
                       "transcription"]
     percents = [p["percent"] for p in sent]
     assert percents == sorted(percents) and 0 < percents[0] and percents[-1] < 100
