@@ -341,3 +341,61 @@ def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
     assert result["detected_language"] == "ru" and result["translation"]
     assert batches == [32, 16, 32]  # OOM, retry, translation pass
     assert vad_calls == [1]
+
+
+# --- a mixed batch: only the failing windows are decoded again ------------------------------
+
+def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_output(
+        english_16k, encodes):
+    from dataclasses import replace
+
+    import whisperx
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    import models
+
+    loaded = models.CACHE.whisper(str(MODELS / "base"), "int8", "cpu")
+    audio, _ = english_16k
+    windows = speech.fixed(len(audio) / 16000, 5)
+    pipeline = whisperx.load_model(
+        loaded.path, "cpu", compute_type="int8", model=loaded.model, language="en",
+        asr_options={"temperatures": [0.0, 0.5, 1.0]}, vad_model=speech.PrecomputedVad(windows))
+    features = torch.stack([
+        log_mel_spectrogram(clip, n_mels=80, padding=N_SAMPLES - clip.shape[0])
+        for clip in (audio[int(a * 16000): int(b * 16000)] for a, b in windows.windows)])
+
+    def run(**thresholds):
+        stats = decoding.DecodeStats()
+        token = decoding.decode_stats.set(stats)
+        try:
+            return loaded.model.generate_segment_batched(
+                features, pipeline.tokenizer, replace(pipeline.options, **thresholds)), stats
+        finally:
+            decoding.decode_stats.reset(token)
+
+    plain, stats_first = run(log_prob_threshold=None, compression_ratio_threshold=None)
+    # a threshold between the windows' log-probabilities: some pass, some fail
+    logprobs = sorted(plain["avg_logprob"])
+    threshold = (logprobs[len(logprobs) // 2 - 1] + logprobs[len(logprobs) // 2]) / 2
+    mixed, stats = run(log_prob_threshold=threshold, no_speech_threshold=None)
+    failing = [i for i, lp in enumerate(plain["avg_logprob"]) if lp < threshold]
+    assert 0 < len(failing) < len(features) and stats_first.redecoded == 0
+    assert stats.redecoded == len(failing) and stats.fallback_passes >= 1
+    assert encodes == [len(features)] * 2  # one encoder pass per call: rows were reused
+    for i, text in enumerate(mixed["text"]):
+        if i not in failing:  # passing windows keep their first result
+            assert text == plain["text"][i] and stats.results[i].temperature == 0.0
+        else:
+            assert stats.results[i].temperature > 0
+
+
+def test_taking_rows_copies_them_from_the_encoder_output():
+    import models
+
+    model = models.CACHE.whisper(str(MODELS / "base"), "int8", "cpu").model
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((3, 80, 3000)).astype("float32")
+    full = model.encode(features)
+    rows, memory = model.take(full, features, [0, 2])
+    assert memory is not None  # taken from the batch's output, not encoded again
+    assert np.array_equal(np.asarray(rows), np.asarray(full)[[0, 2]])
