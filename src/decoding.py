@@ -112,7 +112,8 @@ class ThresholdedWhisperModel(WhisperModel):
         temperatures = options.temperatures
         first = self.decode(encoder_output, prompt, tokenizer, options, temperatures[0])
         candidates = [[r] for r in first]
-        pending = [i for i, r in enumerate(first) if needs_fallback(r, options)]
+        pending = [i for i, r in enumerate(first)
+                   if len(temperatures) > 1 and needs_fallback(r, options)]
         stats = decode_stats.get() or DecodeStats()
         stats.redecoded += len(pending)
         for temperature in temperatures[1:]:
