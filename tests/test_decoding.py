@@ -192,6 +192,9 @@ def encodes(monkeypatch) -> list[int]:
                                    {"compression_ratio_threshold": 0.5}])
 def test_failing_windows_are_redecoded_together_reusing_the_encoder_output(
         run_job, english_16k, local_file, encodes, force):
+    import ctranslate2
+
+    ctranslate2.set_random_seed(0)  # sampling at 0.5 and 1.0: the same draw every run
     result = run_job({"audio_file": local_file(english_16k[1]), "language": "en",
                       "chunk_size": 6, "temperature_increment_on_fallback": 0.5} | FAST | force)
     assert "error" not in result, result.get("error")
