@@ -1,4 +1,4 @@
-"""Language detection and batched transcription with whisperx's pipeline."""
+"""Language detection on the job's speech windows, and batched transcription with whisperx's pipeline."""
 
 from __future__ import annotations
 

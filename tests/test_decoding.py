@@ -406,3 +406,21 @@ def test_taking_rows_copies_them_from_the_encoder_output():
     rows, memory = model.take(full, features, [0, 2])
     assert memory is not None  # taken from the batch's output, not encoded again
     assert np.array_equal(np.asarray(rows), np.asarray(full)[[0, 2]])
+
+
+def test_pieces_inherit_their_window_fields_and_ids_are_renumbered():
+    import segments
+
+    windows = [{"start": 0.0, "end": 10.0, "seek": 0, "tokens": [1], "temperature": 0.0,
+                "avg_logprob": -0.2, "compression_ratio": 1.1, "no_speech_prob": 0.01},
+               {"start": 12.0, "end": 20.0, "seek": 1200, "tokens": [2], "temperature": 0.4,
+                "avg_logprob": -0.5, "compression_ratio": 1.3, "no_speech_prob": 0.02}]
+    pieces = [{"id": 7, "start": 1.0, "end": 4.0, "text": "a", "speaker": "SPEAKER_01"},
+              {"start": 12.5, "end": 19.0, "text": "b"},
+              {"start": 9.9, "end": 10.2, "text": "c"}]  # alignment may overrun a window edge
+    out = segments.number(segments.inherit_by_time(pieces, windows))
+    assert [s["id"] for s in out] == [0, 1, 2] and list(out[0])[0] == "id"
+    assert [s["seek"] for s in out] == [0, 1200, 0]
+    assert out[1]["temperature"] == 0.4 and out[0]["speaker"] == "SPEAKER_01"
+    child = segments.inherit({"start": 13.0, "end": 14.0, "text": "x"}, windows[1])
+    assert child["tokens"] == [2] and child["text"] == "x"
