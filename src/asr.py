@@ -1,4 +1,4 @@
-"""Language detection on the job's speech windows, and batched transcription with whisperx's pipeline."""
+"""Language detection on the job's speech windows; batched transcription (whisperx)."""
 
 from __future__ import annotations
 
