@@ -4,16 +4,19 @@ same text (faster-whisper's `find_alignment`). A job never fails for want of wor
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nltk
 import numpy as np
+import torchaudio
 import whisperx
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import merge_punctuations
+from huggingface_hub import try_to_load_from_cache
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.audio import SAMPLE_RATE
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
@@ -48,18 +51,31 @@ def default_align_model(language: str) -> str | None:
 
 def align(
     segments: list[dict[str, Any]], audio: np.ndarray, language: str, job: Any,
-    whisper: Loaded, task: str, warnings: list[str],
+    whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
     if not segments:
         return Aligned(segments, "none", None)
+
+    def fallback() -> Aligned:
+        timed = whisper_word_timings(whisper, segments, audio, language, task, speech,
+                                     job.batch_size)
+        return Aligned(timed, "whisper", None)
+
     name = job.align_model or default_align_model(language)
     if name is None:
         warnings.append(
             f"no alignment model for language '{language}'; word timings come from Whisper's "
             "cross-attention (set align_model to a wav2vec2 CTC model for this language)."
         )
-        return Aligned(whisper_word_timings(whisper, segments, audio, language, task),
-                       "whisper", None)
+        return fallback()
+    if offline() and not is_available_offline(name):
+        # Offline, a model that isn't baked can't be had: don't try the network for it.
+        warnings.append(
+            f"alignment model '{name}' for language '{language}' is not in this image "
+            f"({models_dir() / ALIGN_DIR}) and downloads are off; word timings come from "
+            "Whisper's cross-attention (bake it with the image's ALIGN_LANGUAGES)."
+        )
+        return fallback()
     try:
         (model, metadata), _ = CACHE.get(
             "align", (name, whisper.device),
@@ -85,8 +101,23 @@ def align(
             f"word alignment with '{name}' failed ({reason}); word timings come from "
             "Whisper's cross-attention instead."
         )
-        return Aligned(whisper_word_timings(whisper, segments, audio, language, task),
-                       "whisper", None)
+        return fallback()
+
+
+def is_available_offline(name: str) -> bool:
+    """Whether whisperx.load_align_model can load `name` without the network: a local
+    directory, a torchaudio bundle whose weights are in MODELS_DIR/alignment, or a Hugging
+    Face id in that cache."""
+    if Path(name).is_dir():
+        return True
+    cache = models_dir() / ALIGN_DIR
+    bundle = getattr(torchaudio.pipelines, name, None) if name.isupper() else None
+    if bundle is not None:
+        return (cache / Path(bundle._path).name).is_file()
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json", cache_dir=cache), str)
+    except ValueError:  # not a valid repository id either (e.g. a path that doesn't exist)
+        return False
 
 
 def _clean(segment: dict[str, Any]) -> dict[str, Any]:
@@ -110,33 +141,73 @@ def _clean(segment: dict[str, Any]) -> dict[str, Any]:
 
 def whisper_word_timings(
     whisper: Loaded, segments: list[dict[str, Any]], audio: np.ndarray, language: str, task: str,
+    speech: list[tuple[float, float]], batch_size: int = 8,
 ) -> list[dict[str, Any]]:
-    """Word timings for the given text from Whisper's cross-attention (DTW over the alignment
-    heads), one window per segment: the text stays exactly what was transcribed."""
+    """Word timings for the transcribed text from Whisper's cross-attention, with
+    faster-whisper's own post-processing (`add_word_timestamps`: DTW over the alignment heads,
+    median-duration clipping of words at pauses, punctuation merging), windows encoded in
+    batches; then every word is kept inside the job's VAD speech. The text is unchanged."""
     model = whisper.model
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task,
                           language=language)
-    out = []
-    for segment in segments:
-        start, end = segment["start"], segment["end"]
-        window = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
-        features = model.feature_extractor(window)
-        num_frames = min(features.shape[-1], model.feature_extractor.nb_max_frames)
-        tokens = tokenizer.encode(" " + segment["text"].strip())
-        alignment = model.find_alignment(
-            tokenizer, [tokens], model.encode(pad_or_trim(features)), num_frames
-        )[0]
-        merge_punctuations(alignment, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS)
-        words = [
-            {"word": w["word"].strip(),
-             "start": round(float(min(start + w["start"], end)), 3),
-             "end": round(float(min(start + w["end"], end)), 3),
-             "score": round(float(w["probability"]), 3)}
-            for w in alignment if w["word"].strip()
-        ]
-        out.extend(_sentences(words, language) or [
-            {"start": start, "end": end, "text": segment["text"], "words": words}])
+    fps = model.frames_per_second
+    out: list[dict[str, Any]] = []
+    last_speech = 0.0
+    for first in range(0, len(segments), batch_size):
+        batch = segments[first: first + batch_size]
+        features, frames = [], []
+        for segment in batch:
+            window = audio[int(segment["start"] * SAMPLE_RATE): int(segment["end"] * SAMPLE_RATE)]
+            mel = model.feature_extractor(window)
+            frames.append(min(mel.shape[-1], model.feature_extractor.nb_max_frames))
+            features.append(pad_or_trim(mel))
+        # One window per group; add_word_timestamps fills each group's "words".
+        groups = [[{"start": s["start"], "end": s["end"], "seek": round(s["start"] * fps),
+                    "tokens": s.get("tokens") or tokenizer.encode(" " + s["text"].strip())}]
+                  for s in batch]
+        last_speech = model.add_word_timestamps(
+            groups, tokenizer, model.encode(np.stack(features)), frames,
+            PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, last_speech,
+        ) or last_speech
+        for segment, group in zip(batch, groups, strict=True):
+            words = [{"word": w["word"].strip(), "start": float(w["start"]),
+                      "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
+                     for w in group[0].get("words", []) if w["word"].strip()]
+            words = clip_to_speech(words, speech or [(segment["start"], segment["end"])])
+            out.extend(_sentences(words, language) or [
+                {"start": segment["start"], "end": segment["end"], "text": segment["text"],
+                 "words": words}])
     return out
+
+
+def clip_to_speech(words: list[dict[str, Any]], speech: list[tuple[float, float]]
+                   ) -> list[dict[str, Any]]:
+    """Each word inside one VAD speech region: the one it overlaps most, else the nearest
+    (moved to that region's edge, at most as long as the region). No word then spans a pause
+    or sits in silence, and words stay in order."""
+    starts = [a for a, _ in speech]
+    previous_end = 0.0
+    for word in words:
+        start, end = word["start"], word["end"]
+        lo = max(0, bisect.bisect_right(starts, start) - 1)
+        hi = bisect.bisect_left(starts, end) + 1
+        region = max(speech[lo:hi] or speech[-1:],
+                     key=lambda r: (min(end, r[1]) - max(start, r[0]), -_gap(r, start, end)))
+        a, b = region
+        if min(end, b) > max(start, a):
+            start, end = max(start, a), min(end, b)
+        elif end <= a:
+            start, end = a, min(b, a + (end - start))
+        else:
+            start, end = max(a, b - (end - start)), b
+        start = max(start, min(previous_end, end))
+        word["start"], word["end"] = round(start, 3), round(max(start, end), 3)
+        previous_end = word["end"]
+    return words
+
+
+def _gap(region: tuple[float, float], start: float, end: float) -> float:
+    return max(region[0] - end, start - region[1], 0.0)
 
 
 def _sentences(words: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ import gpu_faults
 import media
 import models
 import segments as segment_fields
+import speakers
 from rp_schema import Resolved
 
 log = logging.getLogger("worker.predict")
@@ -115,9 +116,8 @@ def predict(
                         "what is spoken in the audio.")
     elif job.align_output or job.word_timestamps:
         with timings.stage("alignment"):
-            aligned = alignment.align(
-                segments, audio.waveform, language.code, job, loaded, job.task, warnings
-            )
+            aligned = alignment.align(segments, audio.waveform, language.code, job, loaded,
+                                      job.task, transcript.speech, warnings)
         segments = aligned.segments
 
     diarized = None
@@ -125,8 +125,8 @@ def predict(
         with timings.stage("diarization"):
             diarized = diarization.diarize(audio.waveform, job, device, warnings)
         if diarized is not None:
-            segments = whisperx.assign_word_speakers(diarized.turns, {"segments": segments})[
-                "segments"]
+            # Words get speakers; a segment whose words change speaker is split there.
+            segments = speakers.assign(diarized.turns, segments, language.code)
 
     if job.min_segment_duration:
         segments = [s for s in segments
@@ -149,6 +149,7 @@ def predict(
     }
     if diarized is not None:
         output["speakers"] = diarization.speakers_summary(diarized.turns, segments)
+        output["speaker_turns"] = speakers.turns_output(diarized.turns)
     if job.return_speaker_embeddings:
         output["speaker_embeddings"] = embeddings_output(diarized)
     if job.word_timestamps:
