@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the worker needs on a fresh Debian/Ubuntu machine; idempotent and quick when
-# nothing changed. `--test` adds what the tests need (espeak-ng, Debian's Russian prompts).
+# nothing changed. `--test` adds what the tests need (espeak-ng, Debian's Russian and English
+# recorded prompts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(ffmpeg)
 if [[ "${1:-}" == "--test" ]]; then
-  apt_packages+=(espeak-ng asterisk-core-sounds-ru-wav asterisk-core-sounds-ru)
+  apt_packages+=(espeak-ng asterisk-core-sounds-ru-wav asterisk-core-sounds-ru
+                asterisk-core-sounds-en-wav asterisk-core-sounds-en)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -194,7 +194,7 @@ def clip_to_speech(words: list[dict[str, Any]], speech: list[tuple[float, float]
         region = max(speech[lo:hi] or speech[-1:],
                      key=lambda r: (min(end, r[1]) - max(start, r[0]), -_gap(r, start, end)))
         a, b = region
-        if min(end, b) > max(start, a):
+        if min(end, b) >= max(start, a):  # overlaps (or, zero-length, lies in) the region
             start, end = max(start, a), min(end, b)
         elif end <= a:
             start, end = a, min(b, a + (end - start))

@@ -25,6 +25,9 @@ MODELS = ROOT / "models"
 SAMPLES = ROOT / "samples"
 RU_SOUNDS = Path("/usr/share/asterisk/sounds/ru")
 RU_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-ru/core-sounds-ru.txt.gz")
+EN_SOUNDS = Path("/usr/share/asterisk/sounds/en")
+EN_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+SAMPLE_RTTM = SAMPLES / "sample.rttm"
 
 ENGLISH_TEXT = (
     "Please call Stella and ask her to bring these things with her from the store. "
@@ -119,12 +122,21 @@ def english_wav(media_dir: Path) -> Path:
 def russian_prompts(limit: int) -> list[tuple[Path, str]]:
     """Debian's recorded Russian telephony prompts with their transcripts: the first `limit`
     (by name) that are full sentences without digits (Whisper may write numbers either way)."""
-    with gzip.open(RU_TRANSCRIPTS, "rt", encoding="utf-8") as f:
+    return prompts(RU_SOUNDS, RU_TRANSCRIPTS, limit)
+
+
+def english_prompts(limit: int, skip: int = 0) -> list[tuple[Path, str]]:
+    """The same from Debian's English prompts (one speaker, Allison Smith)."""
+    return prompts(EN_SOUNDS, EN_TRANSCRIPTS, limit + skip)[skip:]
+
+
+def prompts(sounds: Path, transcripts: Path, limit: int) -> list[tuple[Path, str]]:
+    with gzip.open(transcripts, "rt", encoding="utf-8") as f:
         entries = [line.split(":", 1) for line in f if re.match(r"^[\w-]+: ", line)]
     chosen = []
     for name, text in sorted(entries):
         text = text.strip()
-        wav = RU_SOUNDS / f"{name}.wav"
+        wav = sounds / f"{name}.wav"
         if wav.is_file() and len(text.split()) >= 5 and not re.search(r"[\d\[\]<>]", text):
             chosen.append((wav, text))
     return chosen[:limit]
@@ -176,3 +188,66 @@ def ffmpeg(*args: str) -> None:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def read_16k(path: Path) -> np.ndarray:
+    """A recording as 16 kHz mono float32 (ffmpeg resamples the 8 kHz prompts)."""
+    from whisperx.audio import load_audio
+
+    return load_audio(str(path), 16000)
+
+
+class Conversation:
+    """Real recordings laid end to end (with pauses) into one 16 kHz track, and the exact
+    reference speaker turns of the result."""
+
+    RATE = 16000
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.turns: list[tuple[float, float, str]] = []
+        self.length = 0
+
+    def pause(self, seconds: float) -> Conversation:
+        self.pieces.append(np.zeros(int(seconds * self.RATE), dtype="float32"))
+        self.length += len(self.pieces[-1])
+        return self
+
+    def say(self, audio: np.ndarray, speaker: str, turns: list[tuple[float, float]] | None = None
+            ) -> Conversation:
+        """`audio` by `speaker`; `turns` (s, within `audio`) where they speak, else the span
+        between the first and last sample above the noise floor."""
+        offset = self.length / self.RATE
+        if turns is None:
+            loud = np.flatnonzero(np.abs(audio) > 0.02)
+            turns = [(loud[0] / self.RATE, (loud[-1] + 1) / self.RATE)] if loud.size else []
+        self.turns += [(offset + a, offset + b, speaker) for a, b in turns]
+        self.pieces.append(audio.astype("float32"))
+        self.length += len(audio)
+        return self
+
+    def say_sample(self, start: float, end: float) -> Conversation:
+        """pyannote's real two-speaker sample from `start` to `end` s, with its RTTM turns."""
+        audio = read_16k(SAMPLES / "sample.wav")[int(start * self.RATE): int(end * self.RATE)]
+        offset = self.length / self.RATE
+        for line in SAMPLE_RTTM.read_text().splitlines():
+            fields = line.split()
+            a, b = float(fields[3]), float(fields[3]) + float(fields[4])
+            if b > start and a < end:
+                self.turns.append((offset + max(a, start) - start, offset + min(b, end) - start,
+                                   f"sample-{fields[7]}"))
+        self.pieces.append(audio)
+        self.length += len(audio)
+        return self
+
+    def write(self, path: Path) -> Path:
+        soundfile.write(path, np.concatenate(self.pieces), self.RATE)
+        return path
+
+    def reference(self):  # -> pyannote.core.Annotation
+        from pyannote.core import Annotation, Segment
+
+        annotation = Annotation()
+        for a, b, speaker in self.turns:
+            annotation[Segment(a, b)] = speaker
+        return annotation
