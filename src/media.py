@@ -203,8 +203,13 @@ def _probe(path: Path) -> dict[str, Any]:
     return json.loads(proc.stdout or "{}")
 
 
-def load(source: Source) -> Audio:
-    info = _probe(source.path)
+def load(source: Source, warnings: list[str]) -> Audio:
+    try:
+        info = _probe(source.path)
+    except AudioError:
+        if declared := _wav_header_seconds(source.path):  # a WAV header and nothing after it
+            raise _nothing_decodes(declared) from None
+        raise
     fmt = info.get("format", {})
     if fmt.get("format_name") == "tty":  # ffmpeg opens any text file as ANSI-art "video"
         raise AudioError(
@@ -227,7 +232,11 @@ def load(source: Source) -> Audio:
         "channels": int(stream.get("channels") or 0),
     }
     # Refused up front on the container's declared length, and again on the decoded one.
-    _check_length(float(fmt.get("duration") or stream.get("duration") or 0))
+    # The audio stream's own length (a video's may be longer); a WAV's header, which ffprobe
+    # doesn't trust.
+    declared = max(float(stream.get("duration") or fmt.get("duration") or 0),
+                   _wav_header_seconds(source.path))
+    _check_length(declared)
     compatible = actual["container"] == "wav" and all(
         actual[k] == EXPECTED[k] for k in ("codec", "sample_rate", "channels")
     )
@@ -246,9 +255,16 @@ def load(source: Source) -> Audio:
             detail = str(exc).strip().splitlines()[-1][:200]
             raise AudioError(f"audio: ffmpeg could not decode the file ({detail}).") from None
     if waveform.size == 0:
+        if declared > 0:
+            raise _nothing_decodes(declared)
         raise AudioError("audio: the file decodes to 0 seconds of audio; send a longer file.")
     duration = waveform.shape[0] / SAMPLE_RATE
     _check_length(duration)
+    if declared - duration > max(1.0, 0.02 * declared):
+        warnings.append(
+            f"audio: the file declares {declared:.1f} s but only {duration:.1f} s could be "
+            "decoded (truncated or damaged); the transcript covers the decoded part."
+        )
     check = {
         "is_compatible": compatible,
         "expected": EXPECTED,
@@ -262,6 +278,33 @@ def load(source: Source) -> Audio:
         actual["sample_rate"], actual["channels"], reason,
     )
     return Audio(waveform, duration, _sha256(source.path), check)
+
+
+def _nothing_decodes(declared: float) -> AudioError:
+    return AudioError(f"audio: the file declares {declared:.1f} s of audio but none of it "
+                      "decodes (truncated or damaged); send the complete file.")
+
+
+def _wav_header_seconds(path: Path) -> float:
+    """What a RIFF/WAVE header says the data chunk holds, in seconds (0 if not a WAV or not
+    said). ffprobe reports a cut-off WAV's length from the file size instead, so a truncated
+    upload would go unnoticed."""
+    with path.open("rb") as f:
+        if f.read(12)[8:12] != b"WAVE":
+            return 0.0
+        byte_rate = 0
+        while len(header := f.read(8)) == 8:
+            kind, size = header[:4], int.from_bytes(header[4:], "little")
+            if kind == b"fmt ":
+                byte_rate = int.from_bytes(f.read(16)[8:12], "little")
+                f.seek(size - 16 + size % 2, 1)
+            elif kind == b"data":
+                # 0 and 0xFFFFFFFF mean "unknown" (streamed WAVs); nothing is declared then.
+                unknown = size in (0, 0xFFFFFFFF) or not byte_rate
+                return 0.0 if unknown else size / byte_rate
+            else:
+                f.seek(size + size % 2, 1)
+    return 0.0
 
 
 def _check_length(seconds: float) -> None:

@@ -70,7 +70,7 @@ def predict(
     with timings.stage("download"):
         source = media.fetch(job.audio_file, job.audio_base64, workdir)
     with timings.stage("decode_audio"):
-        audio = media.load(source)
+        audio = media.load(source, warnings)
 
     with timings.stage("model_load"):
         path = models.resolve_model(job.model, warnings)

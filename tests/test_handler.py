@@ -166,6 +166,35 @@ def test_bad_media_is_an_error_and_the_worker_goes_on(run_job, media_dir, short_
     assert ok(run_job({"audio_file": local_file(short_wav)} | FAST))["segments"]
 
 
+@pytest.mark.parametrize("suffix", ["wav", "mp3"])
+def test_cut_off_file_is_transcribed_with_a_truncation_warning(run_job, media_dir, local_file,
+                                                              sample_clip, suffix):
+    """A file whose container declares more audio than it holds (an interrupted upload)."""
+    whole = media_dir / f"whole-20s.{suffix}"
+    ffmpeg("-i", str(sample_clip(20)), str(whole))
+    data = whole.read_bytes()
+    cut = media_dir / f"cut.{suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    result = ok(run_job({"audio_file": local_file(cut)} | FAST))
+    warning = next(w for w in result["warnings"] if w.startswith("audio: the file declares"))
+    assert warning.startswith("audio: the file declares 20.") and warning.endswith(
+        "could be decoded (truncated or damaged); the transcript covers the decoded part.")
+    assert 9 < result["duration"] < 11 and result["segments"]
+    # the whole file: no such warning
+    assert not any("declares" in w for w in ok(run_job({"audio_file": local_file(whole)}
+                                                       | FAST))["warnings"])
+
+
+def test_cut_off_file_with_no_audio_left_is_a_clear_error(run_job, media_dir, local_file,
+                                                          sample_clip):
+    data = sample_clip(20).read_bytes()
+    cut = media_dir / "header-only.wav"
+    cut.write_bytes(data[: data.index(b"data") + 8])  # the header, up to where samples start
+    result = run_job({"audio_file": local_file(cut)} | FAST)
+    assert result["error"].startswith("audio: the file declares 20.0 s of audio but none of "
+                                      "it decodes (truncated or damaged)"), result["error"]
+
+
 def test_video_without_audio_is_a_clear_error(run_job, media_dir, local_file):
     video = media_dir / "silent-film.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=red:s=160x120:d=2", "-c:v", "libx264", str(video))
