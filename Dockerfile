@@ -34,6 +34,9 @@ RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
 # Every model, fetched and then loaded offline by one script. The Hugging Face token is a build
 # secret: mounted for this step only, it is in no layer, ARG, ENV or history entry.
 ARG FETCH_ARGS=""
+# Languages whose wav2vec2 alignment model is baked (README lists sizes); others fall back to
+# Whisper's cross-attention word timings.
+ARG ALIGN_LANGUAGES="ru en de fr es it"
 RUN --mount=type=bind,source=builder/fetch_models.py,target=/build/builder/fetch_models.py \
     --mount=type=bind,source=scripts/fetch_assets.py,target=/build/scripts/fetch_assets.py \
     --mount=type=bind,source=src/model_manifest.json,target=/build/src/model_manifest.json \
@@ -41,7 +44,7 @@ RUN --mount=type=bind,source=builder/fetch_models.py,target=/build/builder/fetch
     --mount=type=secret,id=hf_token \
     --mount=type=cache,target=/root/.cache/pip \
     PYTHONDONTWRITEBYTECODE=1 python /build/builder/fetch_models.py --models-dir /models \
-        --token-file /run/secrets/hf_token $FETCH_ARGS
+        --token-file /run/secrets/hf_token --align-languages "$ALIGN_LANGUAGES" $FETCH_ARGS
 
 # --- the app (Dockerfile.app) ---
 ENV HF_HUB_OFFLINE=1 \

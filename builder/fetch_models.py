@@ -3,8 +3,10 @@
 What and where comes from src/model_manifest.json (the worker reads the same file):
 
 - whisper/<name>: CTranslate2 Whisper models, MODELS_DIR/<dir>;
-- alignment/<lang>: whisperx's wav2vec2 alignment models, in the cache MODELS_DIR/alignment that
-  whisperx.load_align_model(..., model_dir=...) reads (exactly the call the worker makes);
+- alignment/<lang>: wav2vec2 alignment models for --align-languages (the ALIGN_LANGUAGES build
+  arg; default ru en de fr es it): the manifest's model for the language, else whisperx's
+  default; in the cache MODELS_DIR/alignment that whisperx.load_align_model(..., model_dir=...)
+  reads (exactly the call the worker makes);
 - diarization/<repo>: pyannote pipelines as self-contained directories MODELS_DIR/<dir> whose
   config.yaml names only `$model/<subfolder>` entries, so pyannote.audio 4 loads them offline;
 - punkt_tab: NLTK's sentence-splitter data, MODELS_DIR/nltk_data (scripts/fetch_assets.py).
@@ -65,9 +67,25 @@ class Item:
         return self.name if self.group in ("whisper", "punkt_tab") else f"{self.group}/{self.name}"
 
 
-def all_items(models: Path) -> list[Item]:
+DEFAULT_ALIGN_LANGUAGES = ("ru", "en", "de", "fr", "es", "it")
+
+
+def align_model(language: str) -> str:
+    """The model the worker uses for `language` (src/alignment.py default_align_model)."""
+    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+    name = (MANIFEST["alignment"].get(language) or DEFAULT_ALIGN_MODELS_TORCH.get(language)
+            or DEFAULT_ALIGN_MODELS_HF.get(language))
+    if name is None:
+        raise SystemExit(f"no alignment model for language {language!r}: whisperx has none; "
+                         "add one to src/model_manifest.json's alignment section")
+    return name
+
+
+def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LANGUAGES
+              ) -> list[Item]:
     items = [Item("whisper", name, models / e["dir"]) for name, e in MANIFEST["whisper"].items()]
-    items += [Item("alignment", lang, models / ALIGN_DIR) for lang in MANIFEST["alignment"]]
+    items += [Item("alignment", lang, models / ALIGN_DIR) for lang in align_languages]
     items += [Item("diarization", repo, models / e["dir"])
               for repo, e in MANIFEST["diarization"].items()]
     items.append(Item("punkt_tab", "punkt_tab", models / "nltk_data"))
@@ -119,7 +137,7 @@ def fetch_alignment(item: Item, token: str | None) -> None:
     # The worker's own call; it downloads into the cache when the model is not there yet.
     import whisperx
 
-    whisperx.load_align_model(item.name, "cpu", model_name=MANIFEST["alignment"][item.name],
+    whisperx.load_align_model(item.name, "cpu", model_name=align_model(item.name),
                               model_dir=str(item.target), model_cache_only=False)
 
 
@@ -203,7 +221,7 @@ def load_alignment(item: Item) -> str:
     import whisperx
 
     model, metadata = whisperx.load_align_model(
-        item.name, "cpu", model_name=MANIFEST["alignment"][item.name],
+        item.name, "cpu", model_name=align_model(item.name),
         model_dir=str(item.target), model_cache_only=True)
     return f"{metadata['type']} {type(model).__name__}, {len(metadata['dictionary'])} labels"
 
@@ -279,12 +297,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="copy this local directory instead of downloading ITEM")
     parser.add_argument("--skip", action="append", default=[], metavar="ITEM|GROUP",
                         help=f"leave out an item or a group ({', '.join(GROUPS)})")
+    parser.add_argument("--align-languages", default=" ".join(DEFAULT_ALIGN_LANGUAGES),
+                        help="languages whose wav2vec2 alignment model is baked (space or "
+                             "comma separated)")
     parser.add_argument("--verify-only", action="store_true",
                         help="only load the items already in --models-dir (offline)")
     args = parser.parse_args(argv)
 
     from_dir = parse_from_dir(args.from_dir)
-    items = select(all_items(args.models_dir), args.skip, from_dir)
+    languages = tuple(args.align_languages.replace(",", " ").split())
+    for language in languages:
+        align_model(language)  # an unknown language fails the build before any download
+    items = select(all_items(args.models_dir, languages), args.skip, from_dir)
     if args.verify_only:
         verify(items)
         return

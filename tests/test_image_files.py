@@ -122,7 +122,7 @@ def test_every_manifest_model_is_an_item_with_the_workers_path(tmp_path: Path) -
 
 
 def test_skip_and_from_dir_select_items(tmp_path: Path) -> None:
-    items = fetch_models.all_items(tmp_path)
+    items = fetch_models.all_items(tmp_path, ("ru", "en"))
     chosen = fetch_models.select(items, ["whisper", "alignment/ru", "diarization"],
                                  {"large-v3": tmp_path})
     assert [i.key for i in chosen] == ["large-v3", "alignment/en", "punkt_tab"]
@@ -130,6 +130,17 @@ def test_skip_and_from_dir_select_items(tmp_path: Path) -> None:
         fetch_models.select(items, ["large-v2"], {})
     with pytest.raises(SystemExit, match="not a group"):
         fetch_models.select(items, [], {"whisper": tmp_path})
+
+
+def test_alignment_languages_baked_by_default_and_their_models() -> None:
+    keys = [i.key for i in fetch_models.all_items(Path("/m")) if i.group == "alignment"]
+    assert keys == [f"alignment/{lang}" for lang in ("ru", "en", "de", "fr", "es", "it")]
+    # the manifest's choice first (what the worker uses), else whisperx's default
+    assert fetch_models.align_model("ru") == "jonatasgrosman/wav2vec2-large-xlsr-53-russian"
+    assert fetch_models.align_model("de") == "VOXPOPULI_ASR_BASE_10K_DE"
+    assert fetch_models.align_model("ja") == "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"
+    with pytest.raises(SystemExit, match="no alignment model for language 'la'"):
+        fetch_models.align_model("la")
 
 
 @pytest.mark.slow
