@@ -33,9 +33,8 @@ log = logging.getLogger("worker.handler")
 
 def handler(job: dict[str, Any]) -> dict[str, Any]:
     raw = job.get("input")
-    if isinstance(raw, dict):
-        job_logs.add_secret(raw.get("huggingface_access_token"))
-    with job_logs.capture() as lines:
+    secrets = job_logs.job_secrets(raw)  # this job's only; masked in its logs and errors
+    with job_logs.capture(secrets) as lines:
         log.info("job %s started", job.get("id"))
         try:
             resolved = rp_schema.resolve(raw)
@@ -59,7 +58,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
                           "accepted but processing failed; retry, and report it if it repeats."}
         log.info("job %s finished", job.get("id"))
     output["logs"] = "\n".join(lines)
-    return job_logs.redact(output)
+    return job_logs.redact_output(output, secrets)
 
 
 def _progress(job: dict[str, Any]) -> Any:

@@ -1,8 +1,9 @@
 """Per-job log capture, so each response's `logs` holds that job's lines and no other's.
 
 Every record goes to stderr (the container log) as usual; records emitted while a job runs
-are also kept for that job, keyed by a ContextVar so concurrent jobs don't mix. Known secrets
-are masked in both places.
+are also kept for that job, keyed by a ContextVar so concurrent jobs don't mix. Secrets (the
+environment's tokens, and the running job's own token while it runs) are masked in both
+places and in the response's `logs`/`error`/`warnings`/`debug_info`, never in its transcript.
 """
 
 from __future__ import annotations
@@ -18,31 +19,63 @@ import settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "<redacted>"
+# Environment variables whose values are tokens (masked everywhere, every job).
+SECRET_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# What the response may carry of the worker's own words: masking touches only these fields,
+# never the transcript (a token can be a word someone says).
+MASKED_FIELDS = ("logs", "error", "warnings", "debug_info")
+_PLACEHOLDERS = {"none", "null", "false", "true", "changeme", "your_token", "token", "secret"}
+
 _lines: ContextVar[list[str] | None] = ContextVar("job_log_lines", default=None)
-_secrets: set[str] = set()
+# The running job's own secrets (its request token): they live only for that job.
+_job_secrets: ContextVar[frozenset[str]] = ContextVar("job_secrets", default=frozenset())
 
 
-def add_secret(value: Any) -> None:
-    if isinstance(value, str) and len(value.strip()) >= 4:
-        _secrets.add(value.strip())
+def looks_secret(value: Any, min_length: int) -> bool:
+    """A value worth masking: long enough not to be a common word, not a placeholder."""
+    return (isinstance(value, str) and len(value.strip()) >= min_length
+            and value.strip().lower() not in _PLACEHOLDERS)
 
 
-def redact(value: Any) -> Any:
-    """`value` with every known secret masked, walking dicts and lists."""
+def env_secrets() -> frozenset[str]:
+    """Tokens set in the environment (real tokens are long: hf_ + 34 characters)."""
+    values = (os.environ.get(name, "") for name in SECRET_ENV)
+    return frozenset(v.strip() for v in values if looks_secret(v, 8))
+
+
+def job_secrets(raw_input: Any) -> frozenset[str]:
+    """The secrets a request brings (its Hugging Face token), for that job only."""
+    token = raw_input.get("huggingface_access_token") if isinstance(raw_input, dict) else None
+    return frozenset({token.strip()}) if looks_secret(token, 4) else frozenset()
+
+
+def _mask(value: Any, secrets: frozenset[str]) -> Any:
+    """`value` with every secret masked, walking dicts and lists."""
     if isinstance(value, str):
-        for secret in _secrets:
+        for secret in secrets:
             value = value.replace(secret, MASK)
         return value
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: _mask(v, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [_mask(v, secrets) for v in value]
     return value
+
+
+def redact_output(output: dict[str, Any], secrets: frozenset[str]) -> dict[str, Any]:
+    """The job's output with the env's and the job's secrets masked in the worker's own
+    fields (MASKED_FIELDS) only; transcript fields are returned exactly as transcribed."""
+    every = secrets | env_secrets()
+    return {k: _mask(v, every) if k in MASKED_FIELDS else v for k, v in output.items()}
+
+
+def redact_line(line: str) -> str:
+    return _mask(line, env_secrets() | _job_secrets.get())
 
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return redact_line(super().format(record))
 
 
 class _JobHandler(logging.Handler):
@@ -66,15 +99,16 @@ def install() -> None:
         level = "INFO"
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     logging.captureWarnings(True)
-    for name in ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        add_secret(os.environ.get(name))
 
 
 @contextmanager
-def capture() -> Iterator[list[str]]:
+def capture(secrets: frozenset[str] = frozenset()) -> Iterator[list[str]]:
+    """Collect the job's log lines; its `secrets` are masked in them (and in the container
+    log) while it runs, and forgotten when it ends."""
     lines: list[str] = []
-    token = _lines.set(lines)
+    token, secrets_token = _lines.set(lines), _job_secrets.set(secrets)
     try:
         yield lines
     finally:
         _lines.reset(token)
+        _job_secrets.reset(secrets_token)

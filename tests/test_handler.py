@@ -51,8 +51,11 @@ def test_local_file_transcribes_with_debug_info(run_job, short_wav, local_file):
     assert len(result["input_sha256"]) == 64 and abs(result["duration"] - 6.0) < 0.05
 
 
-def test_second_job_reuses_the_loaded_model(run_job, short_wav, local_file):
-    # float32 is loaded by no other test, so the first of these two jobs really loads it.
+def test_second_job_reuses_the_loaded_model(run_job, short_wav, local_file, monkeypatch):
+    import models
+
+    # An empty cache, whatever other tests loaded before: the first job really loads.
+    monkeypatch.setattr(models, "CACHE", models.ModelCache(2))
     job = {"audio_file": local_file(short_wav), "compute_type": "float32", "debug": True} | FAST
     first, second = ok(run_job(job)), ok(run_job(job))
     assert first["debug_info"]["model"]["load_seconds"] > 0
@@ -251,18 +254,39 @@ def test_official_model_name_maps_to_what_the_image_holds(run_job, short_wav, lo
 
 def test_token_never_appears_in_output(run_job, short_wav, local_file, monkeypatch):
     request_token, env_token = "hf_REQUESTsecret123", "hf_ENVsecret456"
-    monkeypatch.setenv("HF_TOKEN", env_token)
-    import job_logs
-
-    job_logs.add_secret(env_token)  # the worker does this for env tokens at start-up
-    result = ok(run_job({"audio_file": local_file(short_wav), "debug": True,
-                         "huggingface_access_token": request_token} | FAST))
+    monkeypatch.setenv("HF_TOKEN", env_token)  # read by the worker itself, nothing registered
+    # campplus runs (no pyannote in MODELS_DIR): the job goes through every stage to output.
+    result = ok(run_job({"audio_file": local_file(short_wav), "debug": True, "language": "en",
+                         "huggingface_access_token": request_token}))
+    assert result["segments"] and result["speakers"]
     bad = run_job({"audio_file": local_file(short_wav), "batch_size": 0,
                    "huggingface_access_token": request_token} | FAST)
+    assert bad["error"]
     for output in (result, bad):
         dumped = json.dumps(output)
         assert request_token not in dumped and env_token not in dumped
-    assert result["debug_info"]["params"]["huggingface_access_token"]["value"] == "<redacted>"
+        assert "hf_" not in output["logs"]
+    assert result["debug_info"]["params"]["huggingface_access_token"] == {
+        "value": "<redacted>", "source": "request:huggingface_access_token"}
+
+
+def test_a_token_that_is_a_spoken_word_never_alters_a_transcript(run_job, sample_clip,
+                                                                  local_file, monkeypatch):
+    """pyannote's call opens with "Hello. Hello. Oh, hello.": a job whose token is "Hello"
+    keeps its transcript, and the next job (no token) is not masked at all."""
+    clip = local_file(sample_clip(4))
+    with_token = ok(run_job({"audio_file": clip, "huggingface_access_token": "Hello"} | FAST))
+    assert "Hello" in with_token["transcription"], with_token["transcription"]
+    assert "<redacted>" not in json.dumps(with_token["segments"])
+    after = ok(run_job({"audio_file": clip} | FAST))
+    assert after["transcription"] == with_token["transcription"]
+    assert "<redacted>" not in json.dumps(after)
+    # a placeholder in the environment is not a secret either
+    monkeypatch.setenv("HF_TOKEN", "none")
+    placeholder = ok(run_job({"audio_file": clip, "debug": True} | FAST))
+    assert placeholder["transcription"] == with_token["transcription"]
+    assert "<redacted>" not in json.dumps({k: v for k, v in placeholder.items()
+                                           if k != "debug_info"})
 
 
 def test_bad_input_then_good_job(run_job, short_wav, local_file):
