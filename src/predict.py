@@ -24,6 +24,7 @@ import diarization
 import formats
 import gpu_faults
 import media
+import model_policy
 import models
 import segments as segment_fields
 import speakers
@@ -66,6 +67,9 @@ def predict(
     device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+
+    # Before any work: a request may not make the worker load (and run) arbitrary models.
+    model_policy.check(job)
 
     with timings.stage("download"):
         source = media.fetch(job.audio_file, job.audio_base64, workdir)

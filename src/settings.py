@@ -40,6 +40,12 @@ class WorkerSettings(BaseSettings):
     allow_private_urls: bool = Field(False, description=(
         "Allow downloads from loopback/private/link-local addresses (refused by default, "
         "checked at every redirect)."))
+    allowed_remote_models: str = Field("", description=(
+        "Comma-separated Hugging Face ids (or local paths outside `MODELS_DIR`) that requests "
+        "may name in `model`, `align_model` or `diarization_model`, besides the image's own "
+        "models and directories under `MODELS_DIR`. Loading a model can run code from it."))
+    allow_remote_models: bool = Field(False, description=(
+        "`true`: requests may name any model id or path (trusted clients only)."))
     max_download_mb: float = Field(2048.0, ge=0, description=(
         "Larger downloads are stopped with an error (0: no limit)."))
     download_timeout_s: float = Field(60.0, gt=0, description=(

@@ -43,10 +43,19 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "LOCAL_INPUT_DIR": str(SAMPLES),
 }
-# Variables from the developer's shell that would change what the tests resolve.
-CLEARED_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "ALLOW_PRIVATE_URLS", "MAX_AUDIO_SECONDS",
-               "MAX_DOWNLOAD_MB", "DIARIZATION", "DIARIZE", "BATCH_SIZE", "DEBUG", "LANGUAGE",
-               "OFFLINE_MODE", "RUNPOD_WEBHOOK_POST_OUTPUT", "ALIGN_MODEL")
+# Variables from the developer's shell that would change what the tests resolve: every worker
+# setting and every parameter's env alias, except what WORKER_ENV sets.
+def _cleared_env() -> tuple[str, ...]:
+    import rp_schema
+    import settings
+
+    names = {settings.env_name(f) for f in settings.WorkerSettings.model_fields}
+    names |= {n for p in rp_schema.PARAMS for n in p.env_names}
+    names |= {"HUGGING_FACE_HUB_TOKEN", "LANGUAGE"}
+    return tuple(sorted(names - set(WORKER_ENV)))
+
+
+CLEARED_ENV = _cleared_env()
 
 
 def normalize(text: str) -> str:

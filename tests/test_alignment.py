@@ -58,7 +58,9 @@ def assert_words_are_sane(result: dict) -> None:
         assert normalize(" ".join(w["word"] for w in words)) == normalize(segment["text"])
 
 
-def test_wav2vec2_alignment_with_a_local_model(run_job, english_wav, local_file, tiny_wav2vec2):
+def test_wav2vec2_alignment_with_a_local_model(run_job, english_wav, local_file, tiny_wav2vec2,
+                                               monkeypatch):
+    monkeypatch.setenv("ALLOW_REMOTE_MODELS", "true")  # a path outside MODELS_DIR
     result = run_job({"audio_file": local_file(english_wav), "align_model": str(tiny_wav2vec2),
                       "return_char_alignments": True} | JOB)
     assert "error" not in result, result["error"]
@@ -100,7 +102,8 @@ def test_missing_alignment_model_falls_back_to_whisper_timings(run_job, english_
 
 
 def test_bad_align_model_path_falls_back_with_warning(run_job, english_wav, local_file,
-                                                      tmp_path):
+                                                      tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOW_REMOTE_MODELS", "true")
     result = run_job({"audio_file": local_file(english_wav),
                       "align_model": str(tmp_path / "nope")} | JOB)
     assert "error" not in result, result["error"]

