@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -69,8 +70,13 @@ def redact_output(output: dict[str, Any], secrets: frozenset[str]) -> dict[str, 
     return {k: _mask(v, every) if k in MASKED_FIELDS else v for k, v in output.items()}
 
 
+# A URL's query string (signed URLs carry credentials there), as in "GET /a.wav?X-Sig=... HTTP"
+# lines urllib3 logs at DEBUG: masked in every log line.
+_QUERY = re.compile(r"\?(?=[^\s\"'?]*=)[^\s\"']+")
+
+
 def redact_line(line: str) -> str:
-    return _mask(line, env_secrets() | _job_secrets.get())
+    return _QUERY.sub("?" + MASK, _mask(line, env_secrets() | _job_secrets.get()))
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -9,30 +9,25 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import json
 import logging
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
-import requests
 import soundfile
 from whisperx.audio import SAMPLE_RATE, load_audio
 
+import download
 import settings
 from errors import AudioError
 
 log = logging.getLogger("worker.media")
 
 EXPECTED = {"container": "wav", "codec": "pcm_s16le", "sample_rate": SAMPLE_RATE, "channels": 1}
-MAX_REDIRECTS = 5
-RETRIES = 3  # attempts for connection errors and 5xx answers
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,10 @@ def fetch(audio_file: str | None, audio_base64: str | None, workdir: Path) -> So
     if audio_base64:
         return _from_base64(audio_base64, workdir)
     assert audio_file
-    scheme = urlsplit(audio_file).scheme.lower()
+    try:
+        scheme = urlsplit(audio_file).scheme.lower()
+    except ValueError as exc:  # e.g. a broken IPv6 literal: http://[::1/a.wav
+        raise download.invalid_url(exc) from None
     if scheme in ("http", "https"):
         return _download(audio_file, workdir)
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
@@ -100,91 +98,10 @@ def _local(name: str) -> Source:
     return Source(path, "local", name)
 
 
-def _public_url(url: str) -> str:
-    """The URL without query or credentials: signed URLs carry secrets there."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
-
-
-def _check_host(url: str) -> None:
-    host = urlsplit(url).hostname
-    if not host:
-        raise AudioError(f"audio_file: {_public_url(url)!r} has no host name.")
-    if settings.get().allow_private_urls:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise AudioError(
-            f"audio_file: cannot resolve host {host!r}; check the URL is public."
-        ) from None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if not ip.is_global:
-            raise AudioError(
-                f"audio_file: host {host!r} resolves to a non-public address ({ip}); "
-                "downloads from loopback/private networks are refused. Use a public URL "
-                "(the worker may set ALLOW_PRIVATE_URLS=true for trusted networks)."
-            )
-
-
 def _download(url: str, workdir: Path) -> Source:
-    config = settings.get()
-    limit_mb, timeout = config.max_download_mb, config.download_timeout_s
     path = workdir / "input.bin"
-    shown = _public_url(url)
-    for attempt in range(1, RETRIES + 1):
-        try:
-            response = _get_following_redirects(url, timeout)
-            if response.status_code >= 500 and attempt < RETRIES:
-                log.warning("download: HTTP %s from %s, retrying", response.status_code, shown)
-                time.sleep(attempt)
-                continue
-            if response.status_code >= 400:
-                raise AudioError(
-                    f"audio_file: download failed with HTTP {response.status_code} "
-                    f"{response.reason} for {shown}; check the URL is correct and public."
-                )
-            size = 0
-            with path.open("wb") as out:
-                for chunk in response.iter_content(1 << 20):
-                    size += len(chunk)
-                    if limit_mb and size > limit_mb * 1e6:
-                        raise AudioError(
-                            f"audio_file: the download exceeds MAX_DOWNLOAD_MB={limit_mb:g}; "
-                            "send a smaller file."
-                        )
-                    out.write(chunk)
-            if size == 0:
-                raise AudioError(f"audio_file: {shown} returned an empty body.")
-            log.info("downloaded %s (%.1f MB)", shown, size / 1e6)
-            return Source(path, "url", shown)
-        except requests.RequestException as exc:
-            if attempt == RETRIES:
-                raise AudioError(
-                    f"audio_file: could not download {shown} ({type(exc).__name__}) after "
-                    f"{RETRIES} attempts; check the host is reachable."
-                ) from None
-            log.warning("download: %s from %s, retrying", type(exc).__name__, shown)
-            time.sleep(attempt)
-    raise AssertionError("unreachable")
-
-
-def _get_following_redirects(url: str, timeout: float | None) -> requests.Response:
-    # Redirects are followed by hand so every hop's host is checked, not only the first.
-    for _ in range(MAX_REDIRECTS + 1):
-        _check_host(url)
-        response = requests.get(
-            url, stream=True, allow_redirects=False, timeout=(10, timeout),
-            headers={"User-Agent": "whisperx-runpod-worker"},
-        )
-        if response.is_redirect and "location" in response.headers:
-            url = urljoin(url, response.headers["location"])
-            response.close()
-            continue
-        return response
-    raise AudioError(f"audio_file: more than {MAX_REDIRECTS} redirects; send the final URL.")
+    download.fetch_url(url, path)
+    return Source(path, "url", download.public_url(url))
 
 
 # --- probing and decoding ---------------------------------------------------------------------

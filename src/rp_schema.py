@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
+from download import public_url
 from errors import InputError
 from languages import LANGUAGE_CODES, normalize_language
 
@@ -312,6 +313,8 @@ class Resolved:
                 value = "<redacted>"
             elif p.name == "audio_base64" and value is not None:
                 value = f"<{len(value)} characters>"
+            elif p.name == "audio_file" and value is not None and "://" in value:
+                value = public_url(value)  # a signed URL's query string is a credential
             out[p.name] = {"value": value, "source": self.sources[p.name]}
         return out
 

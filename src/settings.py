@@ -51,6 +51,8 @@ class WorkerSettings(BaseSettings):
     download_timeout_s: float = Field(60.0, gt=0, description=(
         "Read timeout per download (connect: 10 s); connection errors and 5xx are retried 3 "
         "times."))
+    download_deadline_s: float = Field(600.0, gt=0, description=(
+        "Longest a whole download may take (a server dripping bytes can't hold a job)."))
     max_audio_seconds: float | None = Field(None, gt=0, description=(
         "Longer inputs are refused before transcription (unset: no limit)."))
     log_level: str = Field("INFO", description=(

@@ -3,7 +3,13 @@ code), before any download or network call."""
 
 from __future__ import annotations
 
+import functools
+import http.server
+import json
+import shutil
 import socket
+import threading
+import time
 
 import pytest
 
@@ -53,3 +59,122 @@ def test_the_images_models_and_allowed_ids_pass(monkeypatch, tmp_path):
     assert not model_policy.allowed("model", "org/third")
     monkeypatch.setenv("ALLOW_REMOTE_MODELS", "true")
     assert model_policy.allowed("diarization_model", "org/third")
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+class _Counting(http.server.SimpleHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).hits.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def counting_server(media_dir, sample_clip):
+    shutil.copyfile(sample_clip(4), media_dir / "speech.wav")
+    handler = functools.partial(_Counting, directory=str(media_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Counting.hits = []
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_dns_rebinding_cannot_reach_a_private_address(run_job, counting_server, monkeypatch):
+    """The name resolves to a public address when checked and to loopback afterwards: the
+    download connects only to the address that was checked, never to loopback."""
+    import urllib3.util.connection
+
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"] + ["127.0.0.1"] * 20)
+
+    def rebinding(host, port, *args, **kwargs):
+        if host == "rebind.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+        return real(host, port, *args, **kwargs)
+
+    connects: list[tuple] = []
+
+    def refuse(address, *args, **kwargs):  # record instead of sending anything anywhere
+        connects.append(address)
+        raise ConnectionRefusedError("test: no traffic")
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refuse)
+    result = run_job({"audio_file": f"http://rebind.example:{counting_server}/speech.wav",
+                      "language": "en"})
+    assert result["error"].startswith("audio_file: ")
+    assert connects and {host for host, _ in connects} == {"93.184.216.34"}
+    assert _Counting.hits == []
+
+
+class _Drip(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        for _ in range(25):  # one byte every 0.2 s for 5 s, then hang up
+            try:
+                self.wfile.write(b"\0")
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.2)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_slow_drip_download_stops_at_the_deadline(run_job, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
+    monkeypatch.setenv("DOWNLOAD_DEADLINE_S", "1")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/slow.wav?X-Amz-Signature=s3cr3t"
+        started = time.monotonic()
+        result = run_job({"audio_file": url})
+        assert time.monotonic() - started < 4
+    finally:
+        server.shutdown()
+    assert result["error"] == (
+        f"audio_file: the download of http://127.0.0.1:{server.server_address[1]}/slow.wav "
+        "did not finish within DOWNLOAD_DEADLINE_S=1 s; send a faster or smaller source (or "
+        "raise the limit).")
+
+
+def test_signed_url_query_is_in_no_log_or_debug_info(run_job, counting_server, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("ALLOW_PRIVATE_URLS", "true")
+    url = f"http://127.0.0.1:{counting_server}/speech.wav?X-Amz-Signature=s3cr3tSig"
+    # LOG_LEVEL=DEBUG, and urllib3's own logger opened up too (runpod quiets it to WARNING)
+    loggers = [logging.getLogger(), logging.getLogger("urllib3")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        result = run_job({"audio_file": url, "debug": True, "diarization": False,
+                          "align_output": False, "language": "en"})
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+    assert "error" not in result, result["error"]
+    assert _Counting.hits == ["/speech.wav?X-Amz-Signature=s3cr3tSig"]
+    assert "urllib3" in result["logs"]  # urllib3 did log the request, without the query
+    assert "s3cr3tSig" not in json.dumps(result)
+    assert result["debug_info"]["params"]["audio_file"]["value"] == (
+        f"http://127.0.0.1:{counting_server}/speech.wav")
+
+
+@pytest.mark.parametrize("url", ["http://example.com:99999/a.wav", "http://[::1/a.wav",
+                                 "http:///a.wav", "https://exa mple.com/a.wav"])
+def test_a_malformed_url_is_an_input_error_naming_audio_file(run_job, url):
+    result = run_job({"audio_file": url})
+    assert result["error"].startswith("audio_file: "), result["error"]
+    assert "internal error" not in result["error"]
