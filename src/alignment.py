@@ -84,11 +84,12 @@ def align(
                 model_dir=str(models_dir() / ALIGN_DIR), model_cache_only=offline(),
             ),
         )
-        result = whisperx.align(
-            segments, model, metadata, audio, whisper.device,
-            interpolate_method=job.interpolate_method,
-            return_char_alignments=job.return_char_alignments,
-        )
+        result = gpu_faults.retry_on_oom(  # wav2vec2 runs one segment at a time: no batch
+            "alignment", lambda _: whisperx.align(
+                segments, model, metadata, audio, whisper.device,
+                interpolate_method=job.interpolate_method,
+                return_char_alignments=job.return_char_alignments,
+            ), 1, warnings)
         return Aligned([_clean(s) for s in result["segments"]], "wav2vec2", name)
     except Exception as exc:  # a missing model or a failure inside alignment
         if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler

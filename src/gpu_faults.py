@@ -38,7 +38,8 @@ def free_memory() -> None:
 
 def retry_on_oom(stage: str, run: Callable[[int], T], batch_size: int,
                  warnings: list[str]) -> T:
-    """run(batch_size); on out-of-memory, once more with half the batch size."""
+    """run(batch_size); on out-of-memory, once more with half the batch size (or, for a stage
+    without batches, batch_size 1, just after freeing what can be freed)."""
     try:
         return run(batch_size)
     except Exception as exc:
@@ -48,6 +49,8 @@ def retry_on_oom(stage: str, run: Callable[[int], T], batch_size: int,
         log.warning("%s ran out of GPU memory at batch_size=%d; retrying at %d", stage,
                     batch_size, smaller)
         free_memory()
-        warnings.append(f"{stage} ran out of GPU memory at batch_size={batch_size}; retried "
-                        f"with batch_size={smaller}. Lower batch_size to avoid the retry.")
+        warnings.append(
+            f"{stage} ran out of GPU memory at batch_size={batch_size}; retried with "
+            f"batch_size={smaller}. Lower batch_size to avoid the retry." if smaller < batch_size
+            else f"{stage} ran out of GPU memory; retried once after freeing GPU memory.")
         return run(smaller)

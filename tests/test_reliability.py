@@ -44,6 +44,52 @@ def test_out_of_memory_retries_once_with_half_the_batch(run_job, short, monkeypa
     assert "hello" in result["transcription"].lower()
 
 
+def _oom_in_pyannote(monkeypatch, times: int) -> list[tuple[int, int]]:
+    """The diarization pipeline's own call (pyannote SpeakerDiarization.apply) runs out of GPU
+    memory `times` times, then runs for real; returns the batch sizes it was called with."""
+    from pyannote.audio.pipelines import SpeakerDiarization
+
+    real, calls = SpeakerDiarization.apply, []
+
+    def flaky(self, *args, **kwargs):
+        calls.append((self.segmentation_batch_size, self.embedding_batch_size))
+        if len(calls) <= times:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SpeakerDiarization, "apply", flaky)
+    return calls
+
+
+def test_out_of_memory_in_diarization_is_retried_with_smaller_batches(run_job, short,
+                                                                      monkeypatch):
+    calls = _oom_in_pyannote(monkeypatch, times=1)
+    result = run_job({"audio_file": short, "language": "en", "align_output": False,
+                      "diarization_backend": "campplus"})
+    assert "error" not in result, result["error"]
+    assert calls == [(32, 32), (16, 16)]
+    assert ("diarization ran out of GPU memory at batch_size=32; retried with batch_size=16. "
+            "Lower batch_size to avoid the retry.") in result["warnings"]
+    assert result["speakers"] and all(s.get("speaker") for s in result["segments"])
+    # the shared pipeline keeps its batch sizes for the next job
+    again = _oom_in_pyannote(monkeypatch, times=0)
+    assert run_job({"audio_file": short, "language": "en", "align_output": False,
+                    "diarization_backend": "campplus"})["speakers"]
+    assert again == [(32, 32)]
+
+
+def test_out_of_memory_twice_in_diarization_is_a_warning_not_a_failure(run_job, short,
+                                                                       monkeypatch):
+    calls = _oom_in_pyannote(monkeypatch, times=2)
+    result = run_job({"audio_file": short, "language": "en", "align_output": False,
+                      "diarization_backend": "campplus"})
+    assert "error" not in result, result["error"]
+    assert len(calls) == 2 and "speakers" not in result
+    assert any(w.startswith("speaker diarization failed (OutOfMemoryError: CUDA out of memory")
+               for w in result["warnings"]), result["warnings"]
+    assert result["segments"]
+
+
 def test_ctranslate2_out_of_memory_is_recognised(run_job, short, monkeypatch):
     calls = fail_first_call(monkeypatch, RuntimeError("CUDA failed with error out of memory"))
     assert "error" not in run_job({"audio_file": short} | FAST)
