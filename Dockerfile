@@ -57,4 +57,12 @@ RUN mkdir -p samples \
     && cp /opt/venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav samples/
 COPY test_input.json ./
 COPY src/ src/
+# Jobs run as an unprivileged user: code and models stay root-owned and read-only to it; the
+# caches libraries write (Hugging Face, numba's JIT, matplotlib) go to its home and /tmp.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin worker
+ENV HOME=/home/worker \
+    HF_HOME=/home/worker/.cache/huggingface \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    MPLCONFIGDIR=/tmp/matplotlib
+USER worker
 CMD ["python", "-u", "src/handler.py"]

@@ -52,6 +52,9 @@ def test_app_image_runs_the_handler_offline_on_a_sample_it_ships() -> None:
                     "LOCAL_INPUT_DIR=/app/samples"):
         assert setting in app
     assert 'CMD ["python", "-u", "src/handler.py"]' in app
+    # not as root: the last USER before CMD is an unprivileged one
+    users = [i.split()[1] for i in instructions(ROOT / "Dockerfile.app") if i.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), users
     sample = json.loads((ROOT / "test_input.json").read_text())["input"]["audio_file"]
     assert f"sample/{sample} samples/" in app  # copied into LOCAL_INPUT_DIR
 
