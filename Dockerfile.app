@@ -22,6 +22,7 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin worker
 ENV HOME=/home/worker \
     HF_HOME=/home/worker/.cache/huggingface \
     NUMBA_CACHE_DIR=/tmp/numba-cache \
-    MPLCONFIGDIR=/tmp/matplotlib
+    MPLCONFIGDIR=/tmp/matplotlib \
+    CONTAINER_LOG=/home/worker/container_log.txt
 USER worker
 CMD ["python", "-u", "src/handler.py"]

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from logging.handlers import RotatingFileHandler
 from typing import Any
 
 import settings
@@ -92,19 +93,35 @@ class _JobHandler(logging.Handler):
 
 
 def install() -> None:
-    """Route logging (and Python warnings) to stderr and to the running job's buffer."""
+    """Route logging (and Python warnings) to stderr, to the container log file and to the
+    running job's buffer."""
     root = logging.getLogger()
     if any(isinstance(h, _JobHandler) for h in root.handlers):
         return
-    for handler in (logging.StreamHandler(), _JobHandler()):
+    try:
+        config: settings.WorkerSettings | None = settings.get()
+    except settings.SettingsError as exc:  # logged below, once logging works
+        config, problem = None, str(exc)
+    handlers: list[logging.Handler] = [logging.StreamHandler(), _JobHandler()]
+    file_problem = None
+    if config and config.container_log:
+        try:
+            config.container_log.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(RotatingFileHandler(
+                config.container_log, maxBytes=int(config.container_log_max_mb * 2**20),
+                backupCount=config.container_log_backups, encoding="utf-8"))
+        except OSError as exc:  # a read-only disk must not stop the worker
+            file_problem = f"container log {config.container_log} not writable ({exc})"
+    for handler in handlers:
         handler.setFormatter(_RedactingFormatter(FORMAT))
         root.addHandler(handler)
-    try:
-        level = settings.get().log_level.strip().upper()
-    except settings.SettingsError:
-        level = "INFO"
+    level = (config.log_level if config else "INFO").strip().upper()
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     logging.captureWarnings(True)
+    if config is None:
+        logging.getLogger("worker.settings").error("%s Using defaults for logging.", problem)
+    if file_problem:
+        logging.getLogger("worker.settings").warning(file_problem)
 
 
 @contextmanager

@@ -57,6 +57,13 @@ class WorkerSettings(BaseSettings):
         "Longer inputs are refused before transcription (unset: no limit)."))
     log_level: str = Field("INFO", description=(
         "Log level of the container log and of each job's `logs`."))
+    container_log: Path | None = Field(Path("container_log.txt"), description=(
+        "File the worker also appends every log line to (tokens masked), rotated by size; "
+        "relative to the working directory."))
+    container_log_max_mb: float = Field(10.0, gt=0, description=(
+        "Size at which `CONTAINER_LOG` is rotated."))
+    container_log_backups: int = Field(3, ge=0, description=(
+        "Rotated `CONTAINER_LOG` files kept (`container_log.txt.1`, ...)."))
     runpod_webhook_post_output: str | None = Field(None, description=(
         "Set by RunPod; when present, `/status` shows per-stage progress."))
 

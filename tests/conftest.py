@@ -42,6 +42,7 @@ WORKER_ENV = {
     "COMPUTE_TYPE": "int8",
     "HF_HUB_OFFLINE": "1",
     "LOCAL_INPUT_DIR": str(SAMPLES),
+    "CONTAINER_LOG": str(ROOT / ".cache" / "test-container-log.txt"),
 }
 # Variables from the developer's shell that would change what the tests resolve: every worker
 # setting and every parameter's env alias, except what WORKER_ENV sets.

@@ -289,6 +289,26 @@ def test_a_token_that_is_a_spoken_word_never_alters_a_transcript(run_job, sample
                                            if k != "debug_info"})
 
 
+def test_container_log_file_gets_every_jobs_lines_with_tokens_masked(run_job, short_wav,
+                                                                     local_file):
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    import settings
+
+    files = [h for h in logging.getLogger().handlers if isinstance(h, RotatingFileHandler)]
+    assert [Path(h.baseFilename) for h in files] == [settings.get().container_log.resolve()]
+    result = ok(run_job({"audio_file": local_file(short_wav)} | FAST))
+    import job_logs
+
+    token = "hf_containerLogToken42"
+    with job_logs.capture(frozenset({token})):  # a job whose own token gets logged
+        logging.getLogger("worker.test").warning("calling the hub with %s", token)
+    text = Path(files[0].baseFilename).read_text()
+    assert all(line in text for line in result["logs"].splitlines())
+    assert "calling the hub with <redacted>" in text and token not in text
+
+
 def test_bad_input_then_good_job(run_job, short_wav, local_file):
     bad = run_job({"audio_file": local_file(short_wav), "beam_size": -1, "colour": "red"})
     assert "input 'beam_size': got -1" in bad["error"]
