@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 # Third-party defaults that must be set before those libraries are imported.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry
@@ -31,7 +32,16 @@ from errors import JobError  # noqa: E402
 log = logging.getLogger("worker.handler")
 
 
-def handler(job: dict[str, Any]) -> dict[str, Any]:
+class RunpodJob(TypedDict):
+    """What RunPod hands the handler: the job id and the request's `input` (validated by
+    rp_schema.resolve, so any JSON value may arrive here)."""
+
+    id: str
+    input: Any
+    webhook: NotRequired[str]
+
+
+def handler(job: RunpodJob) -> dict[str, Any]:
     raw = job.get("input")
     secrets = job_logs.job_secrets(raw)  # this job's only; masked in its logs and errors
     with job_logs.capture(secrets) as lines:
@@ -61,7 +71,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     return job_logs.redact_output(output, secrets)
 
 
-def _progress(job: dict[str, Any]) -> Any:
+def _progress(job: RunpodJob) -> Callable[[dict[str, Any]], None] | None:
     """Stage-by-stage progress for /status while the job runs (only on RunPod, where the
     worker has a URL to post it to)."""
     if not settings.get().runpod_webhook_post_output:
