@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 import certifi
 import urllib3
+import urllib3.exceptions
 from urllib3.exceptions import HTTPError
 
 import settings
@@ -177,15 +178,27 @@ def fetch_url(url: str, path: Path) -> None:
                 raise _too_slow(config.download_deadline_s, shown) from None
             if attempt == RETRIES:
                 raise AudioError(
-                    f"audio_file: could not download {shown} ({type(exc).__name__}) after "
+                    f"audio_file: could not download {shown} ({_kind(exc)}) after "
                     f"{RETRIES} attempts; check the host is reachable."
                 ) from None
-            log.warning("download: %s from %s, retrying", type(exc).__name__, shown)
+            log.warning("download: %s from %s, retrying", _kind(exc), shown)
             time.sleep(attempt)
         finally:
             if response is not None:
                 response.close()
     raise AssertionError("unreachable")
+
+
+def _kind(exc: Exception) -> str:
+    """What went wrong, in the words clients already know (requests' exception names)."""
+    # (urllib3's NewConnectionError subclasses its ConnectTimeoutError: test it first)
+    if isinstance(exc, (ConnectionError, urllib3.exceptions.NewConnectionError)):
+        return "ConnectionError"
+    if isinstance(exc, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        return "Timeout"
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return "SSLError"
+    return "ConnectionError"
 
 
 def _too_slow(deadline_s: float, shown: str) -> AudioError:
