@@ -12,19 +12,21 @@ import hashlib
 import ipaddress
 import json
 import logging
+import re
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import numpy as np
 import requests
 import soundfile
 from whisperx.audio import SAMPLE_RATE, load_audio
 
+import errors
 import settings
 from errors import AudioError
 
@@ -54,31 +56,69 @@ class Audio:
 
 def fetch(audio_file: str | None, audio_base64: str | None, workdir: Path) -> Source:
     if audio_base64:
-        return _from_base64(audio_base64, workdir)
+        return _from_base64(audio_base64, workdir, "audio_base64")
     assert audio_file
-    scheme = urlsplit(audio_file).scheme.lower()
+    if audio_file[:5].lower() == "data:":  # data:audio/wav;base64,... (kodxana accepts it)
+        return _from_base64(audio_file, workdir, "audio_file")
+    if "://" not in audio_file and not _is_local_file(audio_file) and _looks_base64(audio_file):
+        return _from_base64(audio_file, workdir, "audio_file")
+    scheme = _split(audio_file).scheme.lower()
     if scheme in ("http", "https"):
+        _check_url(audio_file)
         return _download(audio_file, workdir)
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise AudioError(
-            f"audio_file: URL scheme '{scheme}' is not supported; use an http(s) URL or "
-            "audio_base64."
+            f"audio_file: URL scheme '{scheme}' is not supported; use an http(s) URL, base64 "
+            "or a data: URI."
         )
     return _local(audio_file)
 
 
-def _from_base64(data: str, workdir: Path) -> Source:
-    if data.startswith("data:") and "," in data:  # data URLs: data:audio/wav;base64,....
-        data = data.split(",", 1)[1]
+# Raw base64 in audio_file vs a file name under LOCAL_INPUT_DIR: an existing file wins; else
+# a value of at least this many characters, all from the standard base64 alphabet ('=' only
+# as the final padding), is base64. File names have a '.' (not in the alphabet); the smallest
+# playable media file (a WAV header is 44 bytes) is longer in base64 than a plausible name.
+MIN_BASE64_CHARS = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
+
+
+def _looks_base64(value: str) -> bool:
+    return len(value) >= MIN_BASE64_CHARS and _BASE64.fullmatch(value) is not None
+
+
+def _is_local_file(name: str) -> bool:
+    root = settings.get().local_input_dir
     try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
+        return root is not None and (root / name).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
+        return False
+
+
+def _from_base64(data: str, workdir: Path, field: str) -> Source:
+    if data[:5].lower() == "data:":
+        header, comma, data = data.partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise AudioError(
+                f"{field}: a data: URI must be base64-encoded, like "
+                "'data:audio/wav;base64,UklGR...'."
+            )
+    limit_mb = settings.get().max_download_mb
+    text = "".join(data.split())
+    # Checked before decoding: 4 characters carry 3 bytes.
+    if limit_mb and len(text) * 3 / 4 > limit_mb * 1e6:
+        raise AudioError(
+            f"{field}: the inline file is larger than MAX_DOWNLOAD_MB={limit_mb:g}; send a "
+            "smaller file or a URL."
+        )
+    try:
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AudioError(
-            "audio_base64: not valid base64. Encode the file's bytes with standard base64 "
+            f"{field}: not valid base64. Encode the file's bytes with standard base64 "
             "(e.g. `base64 -w0 file.wav`)."
         ) from None
     if not raw:
-        raise AudioError("audio_base64: decodes to an empty file; send the audio file's bytes.")
+        raise AudioError(f"{field}: decodes to an empty file; send the audio file's bytes.")
     path = workdir / "input.bin"
     path.write_bytes(raw)
     return Source(path, "base64", f"<base64, {len(raw)} bytes>")
@@ -98,6 +138,48 @@ def _local(name: str) -> Source:
     if not path.is_file():
         raise AudioError(f"audio_file: no file {name!r} in LOCAL_INPUT_DIR ({base}).")
     return Source(path, "local", name)
+
+
+MAX_URL_CHARS = 8192
+
+
+def _split(url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for http://[::1/a.wav
+        raise AudioError(
+            f"audio_file: not a valid URL ({exc}); send an http(s) URL like "
+            "https://host/file.wav."
+        ) from None
+
+
+def _check_url(url: str) -> None:
+    """Every way a malformed http(s) URL fails, as one input error naming audio_file: the
+    bracketed host (urlsplit), the port (.port), the host, and requests' own URL check."""
+    if len(url) > MAX_URL_CHARS:
+        raise AudioError(f"audio_file: the URL is longer than {MAX_URL_CHARS} characters.")
+    parts = _split(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError:
+        raise AudioError(
+            "audio_file: the URL's port is not a number from 0 to 65535; fix the URL."
+        ) from None
+    if not parts.hostname:
+        raise AudioError(
+            "audio_file: the URL has no host name; send a URL like https://host/file.wav."
+        )
+    try:  # the resolver's IDNA encoding: empty labels (host..com) or labels over 63 chars
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise AudioError(
+            f"audio_file: the host name {parts.hostname[:80]!r} is not valid (an empty or "
+            "over-long label); fix the URL."
+        ) from None
+    try:
+        requests.Request("GET", url).prepare()
+    except (requests.RequestException, ValueError) as exc:
+        raise AudioError(f"audio_file: not a valid URL ({errors.brief(exc)}).") from None
 
 
 def _public_url(url: str) -> str:
@@ -174,6 +256,7 @@ def _download(url: str, workdir: Path) -> Source:
 def _get_following_redirects(url: str, timeout: float | None) -> requests.Response:
     # Redirects are followed by hand so every hop's host is checked, not only the first.
     for _ in range(MAX_REDIRECTS + 1):
+        _check_url(url)  # every hop: a redirect's Location can be malformed too
         _check_host(url)
         response = requests.get(
             url, stream=True, allow_redirects=False, timeout=(10, timeout),

@@ -96,10 +96,11 @@ def _inner_type(tp: Any) -> Any:
 P = Param
 PARAMS: tuple[Param, ...] = (
     # --- input -------------------------------------------------------------------------
-    P("audio_file", str | None, None, "Audio or video to transcribe: an http(s) URL, or a file "
-      "name under LOCAL_INPUT_DIR. Required unless audio_base64 is given.", "input",
-      env=(), keys=("audio",), max_length=8192,
-      accepts="an http(s) URL or a file name under LOCAL_INPUT_DIR"),
+    P("audio_file", str | None, None, "Audio or video to transcribe: an http(s) URL, the file "
+      "itself as base64 or a `data:audio/...;base64,` URI (as kodxana's worker accepts), or a "
+      "file name under LOCAL_INPUT_DIR. Required unless audio_base64 is given.", "input",
+      env=(), keys=("audio",),
+      accepts="an http(s) URL, base64 or a data: URI, or a file name under LOCAL_INPUT_DIR"),
     P("audio_base64", str | None, None, "The audio or video file itself, base64-encoded.",
       "input", env=(),
       accepts="base64 text of an audio or video file"),
