@@ -215,6 +215,17 @@ PARAMS: tuple[Param, ...] = (
       "`transcription` field.", "output", choices=TEXT_FORMATS),
     P("translation", str, "plain_text", "Official-worker compatible format of the "
       "`translation` field.", "output", choices=TEXT_FORMATS),
+    # --- subtitles (srt/vtt: output_format, transcription, translation) -------------------
+    P("max_line_width", int | None, None, "Subtitle lines wrap at word boundaries to at most "
+      "this many characters (the `[SPEAKER_xx]: ` prefix counts); a longer single word keeps "
+      "a line of its own. Null: one line per cue.", "subtitles", ge=1, le=1000),
+    P("max_line_count", int | None, None, "Lines per subtitle cue; more text starts a new cue. "
+      "Needs max_line_width.", "subtitles", ge=1, le=100),
+    P("max_cue_duration", float | None, None, "Longest subtitle cue (s): cues are cut at word "
+      "boundaries using word timings (estimated from the segment's span without "
+      "align_output).", "subtitles", gt=0, le=3600),
+    P("highlight_words", bool, False, "Karaoke-style subtitles: each cue repeated once per "
+      "word with that word underlined (`<u>`), timed by the word.", "subtitles"),
     P("debug", bool, False, "Return `debug_info`: audio check, runtime, model, decode options, "
       "every parameter with its source, timings.", "output"),
 )
@@ -376,6 +387,11 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
             "input: give exactly one of 'audio_file' (an http(s) URL; 'audio' also works) or "
             "'audio_base64' (the file's bytes, base64-encoded)"
             + (", not both." if has_file else "; neither was given.")
+        )
+    if v["max_line_count"] is not None and v["max_line_width"] is None:
+        errors.append(
+            "input: max_line_count needs max_line_width (lines are made by wrapping at that "
+            "width); give both, or max_cue_duration alone to shorten cues."
         )
     lo, hi = v["min_speakers"], v["max_speakers"]
     if lo is not None and hi is not None and lo > hi:
