@@ -321,7 +321,8 @@ class Resolved:
             value = getattr(self.values, p.name)
             if p.secret and value is not None:
                 value = "<redacted>"
-            elif p.name == "audio_base64" and value is not None:
+            elif value is not None and (p.name == "audio_base64" or (
+                    p.name == "audio_file" and len(value) > 512)):  # inline audio in audio_file
                 value = f"<{len(value)} characters>"
             out[p.name] = {"value": value, "source": self.sources[p.name]}
         return out
