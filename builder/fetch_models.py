@@ -15,7 +15,7 @@ What and where comes from src/model_manifest.json (the worker reads the same fil
         --from-dir punkt_tab=models/nltk_data --skip whisper --skip alignment --skip diarization
 
 --from-dir ITEM=PATH copies a local directory instead of downloading; --skip ITEM|GROUP leaves
-an item (or a whole group) out; --with GROUP adds an optional group (distil: ~3.7 GB).
+an item (or a whole group) out; --with GROUP adds an optional group (distil: about 4 GB).
 After fetching, a fresh interpreter with HF_HUB_OFFLINE=1 and no token loads every item, as
 the worker will at run time; a failure fails the build.
 

@@ -174,20 +174,19 @@ def parse_cues(text: str) -> list[tuple[float, float, list[str]]]:
     return cues
 
 
-@pytest.fixture(scope="module")
-def limited(assets_ready):
-    """The whole 30 s two-speaker recording, diarized, with real word timings, under limits."""
-    import handler
-
-    return ok(handler.handler({"id": "subtitles", "input": {
+def test_subtitle_limits_hold_on_a_real_transcript(run_job):
+    """The whole 30 s two-speaker recording, diarized, with real word timings, under limits:
+    both the requested vtt and the official worker's srt `transcription` keep them."""
+    limited = ok(run_job({
         "audio_file": "sample.wav", "language": "en", "align_output": True,
         "diarization": True, "diarization_backend": "campplus", "output_format": "vtt",
         "transcription": "srt", "max_line_width": 32, "max_line_count": 2,
-        "max_cue_duration": 3.0}}))
+        "max_cue_duration": 3.0}))
+    for field in ("vtt", "transcription"):
+        check_limits(limited, field)
 
 
-@pytest.mark.parametrize("field", ["vtt", "transcription"])
-def test_subtitle_limits_hold_on_a_real_transcript(limited, field):
+def check_limits(limited: dict, field: str) -> None:
     cues = parse_cues(limited[field])
     words = [w for s in limited["segments"] for w in s.get("words", [])]
     assert len(words) > 50 and len(cues) > len(limited["segments"])  # cues were really cut
