@@ -220,7 +220,8 @@ PARAMS: tuple[Param, ...] = (
       "this many characters (the `[SPEAKER_xx]: ` prefix counts); a longer single word keeps "
       "a line of its own. Null: one line per cue.", "subtitles", ge=1, le=1000),
     P("max_line_count", int | None, None, "Lines per subtitle cue; more text starts a new cue. "
-      "Needs max_line_width.", "subtitles", ge=1, le=100),
+      "Without max_line_width, lines wrap at 42 characters (the usual broadcast limit).",
+      "subtitles", ge=1, le=100),
     P("max_cue_duration", float | None, None, "Longest subtitle cue (s): cues are cut at word "
       "boundaries using word timings (estimated from the segment's span without "
       "align_output).", "subtitles", gt=0, le=3600),
@@ -388,11 +389,6 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
             "input: give exactly one of 'audio_file' (an http(s) URL; 'audio' also works) or "
             "'audio_base64' (the file's bytes, base64-encoded)"
             + (", not both." if has_file else "; neither was given.")
-        )
-    if v["max_line_count"] is not None and v["max_line_width"] is None:
-        errors.append(
-            "input: max_line_count needs max_line_width (lines are made by wrapping at that "
-            "width); give both, or max_cue_duration alone to shorten cues."
         )
     lo, hi = v["min_speakers"], v["max_speakers"]
     if lo is not None and hi is not None and lo > hi:

@@ -13,6 +13,8 @@ from typing import Any
 
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES, format_timestamp
 
+DEFAULT_LINE_WIDTH = 42  # characters: the usual broadcast subtitle line limit
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -28,8 +30,10 @@ class Rules:
 
     @classmethod
     def from_job(cls, job: Any) -> Rules:
-        return cls(job.max_line_width, job.max_line_count, job.max_cue_duration,
-                   job.highlight_words)
+        width = job.max_line_width
+        if width is None and job.max_line_count is not None:
+            width = DEFAULT_LINE_WIDTH  # a line count needs lines to count
+        return cls(width, job.max_line_count, job.max_cue_duration, job.highlight_words)
 
 
 @dataclass(frozen=True)

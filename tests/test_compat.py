@@ -215,10 +215,12 @@ def test_highlight_words_gives_one_karaoke_cue_per_word(run_job, sample_clip, lo
         assert (start, end) == (round(word["start"], 3), round(word["end"], 3))
 
 
-def test_max_line_count_without_width_is_refused(run_job):
-    assert run_job({"audio_file": "sample.wav", "max_line_count": 2})["error"] == (
-        "input: max_line_count needs max_line_width (lines are made by wrapping at that "
-        "width); give both, or max_cue_duration alone to shorten cues.")
+def test_max_line_count_alone_wraps_at_42_characters(run_job, sample_clip, local_file):
+    result = ok(run_job({"audio_file": local_file(sample_clip(8)), "output_format": "srt",
+                         "max_line_count": 1} | FAST))
+    cues = parse_cues(result["srt"])
+    assert len(cues) > len(result["segments"])
+    assert all(len(lines) == 1 and len(lines[0]) <= 42 for _, _, lines in cues), cues
 
 
 def test_without_limits_srt_keeps_one_cue_per_segment(run_job, sample_clip, local_file):
