@@ -157,7 +157,10 @@ def _check_url(url: str) -> None:
     """Every way a malformed http(s) URL fails, as one input error naming audio_file: the
     bracketed host (urlsplit), the port (.port), the host, and requests' own URL check."""
     if len(url) > MAX_URL_CHARS:
-        raise AudioError(f"audio_file: the URL is longer than {MAX_URL_CHARS} characters.")
+        raise AudioError(
+            f"audio_file: the URL is longer than {MAX_URL_CHARS} characters; use a shorter URL "
+            "or send the file inline (base64)."
+        )
     parts = _split(url)
     try:
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port

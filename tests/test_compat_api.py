@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import MODELS, ROOT, SAMPLES
+from conftest import MODELS, ROOT
 from test_api import free_port, worker_env
 
 
 @pytest.fixture(scope="module")
 def compat_api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory,
-               serve_directory) -> Iterator[tuple[str, str]]:
+               serve_directory, sample_clip) -> Iterator[tuple[str, str]]:
     """The API server over an image-like MODELS_DIR holding `base` and a `large-v3` (the base
     weights under that name), allowed to fetch from the loopback file server; yields the API
     URL and the file server's URL."""
@@ -28,11 +28,13 @@ def compat_api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory,
     for name in ("base", "large-v3"):
         (models / name).symlink_to(MODELS / name if name == "base" else MODELS / "base")
     port = free_port()
+    # The server's log goes to a file: an unread pipe fills up and blocks the server.
+    log = (models / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
          "--rp_api_port", str(port)],
         cwd=ROOT, env=worker_env(MODELS_DIR=str(models), ALLOW_PRIVATE_URLS="true"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -44,10 +46,15 @@ def compat_api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory,
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail(f"API server did not start:\n{proc.stdout.read()[-3000:]}")
-    yield url, serve_directory(SAMPLES)
+        pytest.fail(f"API server did not start:\n{(models / 'server.log').read_text()[-3000:]}")
+    yield url, serve_directory(sample_clip(CLIP).parent)
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
+
+
+CLIP = 10  # seconds of the real two-speaker sample: "... this is diane in new jersey"
+AUDIO = f"sample-{CLIP}s.wav"
 
 
 def runsync(api: str, job_input: dict) -> dict:
@@ -60,7 +67,7 @@ def test_kodxana_readme_request(compat_api):
     """kodxana/whisperx-worker's README usage example; its keys keep their meaning."""
     api, files = compat_api
     output = runsync(api, {
-        "audio_file": f"{files}/sample.wav",
+        "audio_file": f"{files}/{AUDIO}",
         "language": "en",
         "batch_size": 32,
         "temperature": 0.2,
@@ -79,7 +86,7 @@ def test_kodxana_full_key_set(compat_api):
     """Every key of kodxana's schema (v1 and v2 without speaker samples), with its values."""
     api, files = compat_api
     output = runsync(api, {
-        "audio_file": f"{files}/sample.wav", "language": None,
+        "audio_file": f"{files}/{AUDIO}", "language": None,
         "language_detection_min_prob": 0, "language_detection_max_tries": 5,
         "initial_prompt": "A phone call.", "batch_size": 64, "temperature": 0,
         "vad_onset": 0.500, "vad_offset": 0.363, "align_output": False, "diarization": False,
@@ -98,7 +105,7 @@ def test_official_worker_tests_json_request(compat_api):
     the local file server: model large-v2 maps to the image's large-v3 with a warning."""
     api, files = compat_api
     output = runsync(api, {
-        "audio": f"{files}/sample.wav",
+        "audio": f"{files}/{AUDIO}",
         "model": "large-v2",
         "transcription": "plain text",
         "translate": False,
@@ -122,7 +129,7 @@ def test_distil_model_and_data_uri(compat_api, sample_clip):
     """The official worker's distil-large-v3 and the audio inline as a data: URI, with
     subtitle limits on the srt `transcription`."""
     api, _ = compat_api
-    data = base64.b64encode(Path(sample_clip(8)).read_bytes()).decode()
+    data = base64.b64encode(Path(sample_clip(CLIP)).read_bytes()).decode()
     output = runsync(api, {
         "audio_file": f"data:audio/wav;base64,{data}", "model": "distil-large-v3",
         "language": "en", "diarization": False, "transcription": "srt",
@@ -139,7 +146,7 @@ def test_distil_model_and_data_uri(compat_api, sample_clip):
 def test_raw_base64_in_audio_file(compat_api, sample_clip):
     """kodxana also takes the file's base64 itself in audio_file."""
     api, _ = compat_api
-    data = base64.b64encode(Path(sample_clip(8)).read_bytes()).decode()
+    data = base64.b64encode(Path(sample_clip(CLIP)).read_bytes()).decode()
     output = runsync(api, {"audio_file": data, "language": "en", "align_output": False,
                            "diarization": False})
     assert "new jersey" in output["transcription"].lower()
