@@ -3,6 +3,7 @@
 What and where comes from src/model_manifest.json (the worker reads the same file):
 
 - whisper/<name>: CTranslate2 Whisper models, MODELS_DIR/<dir>;
+- distil/<name>: the distil-whisper CTranslate2 models (whisper_distil), only with --with distil;
 - alignment/<lang>: wav2vec2 alignment models for --align-languages (the ALIGN_LANGUAGES build
   arg; default ru en de fr es it): the manifest's model for the language, else whisperx's
   default; in the cache MODELS_DIR/alignment that whisperx.load_align_model(..., model_dir=...)
@@ -16,8 +17,9 @@ What and where comes from src/model_manifest.json (the worker reads the same fil
         --from-dir punkt_tab=models/nltk_data --skip whisper --skip alignment --skip diarization
 
 --from-dir ITEM=PATH copies a local directory instead of downloading; --skip ITEM|GROUP leaves
-an item (or a whole group) out. After fetching, a fresh interpreter with HF_HUB_OFFLINE=1 and no
-token loads every item, as the worker will at run time; a failure fails the build.
+an item (or a whole group) out; --with GROUP adds an optional group (distil: about 4 GB).
+After fetching, a fresh interpreter with HF_HUB_OFFLINE=1 and no token loads every item, as
+the worker will at run time; a failure fails the build.
 
 The Hugging Face token (gated pyannote repositories) is read from --token-file, by default
 /run/secrets/hf_token (a build secret). It is never printed, logged or written to disk. Without
@@ -41,7 +43,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((ROOT / "src" / "model_manifest.json").read_text())
-GROUPS = ("whisper", "alignment", "diarization", "punkt_tab")
+GROUPS = ("whisper", "distil", "alignment", "diarization", "punkt_tab")
+OPTIONAL_GROUPS = ("distil",)  # fetched only when asked for with --with
 ALIGN_DIR = "alignment"  # the worker's MODELS_DIR/alignment (src/alignment.py)
 COMMUNITY_1 = "pyannote/speaker-diarization-community-1"
 # speaker-diarization-3.1's config.yaml names other gated repositories; pyannote.audio 4 also
@@ -64,7 +67,8 @@ class Item:
 
     @property
     def key(self) -> str:
-        return self.name if self.group in ("whisper", "punkt_tab") else f"{self.group}/{self.name}"
+        return self.name if self.group in ("whisper", "distil", "punkt_tab") \
+            else f"{self.group}/{self.name}"
 
 
 DEFAULT_ALIGN_LANGUAGES = ("ru", "en", "de", "fr", "es", "it")
@@ -85,6 +89,8 @@ def align_model(language: str) -> str:
 def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LANGUAGES
               ) -> list[Item]:
     items = [Item("whisper", name, models / e["dir"]) for name, e in MANIFEST["whisper"].items()]
+    items += [Item("distil", name, models / e["dir"])
+              for name, e in MANIFEST["whisper_distil"].items()]
     items += [Item("alignment", lang, models / ALIGN_DIR) for lang in align_languages]
     items += [Item("diarization", repo, models / e["dir"])
               for repo, e in MANIFEST["diarization"].items()]
@@ -92,8 +98,13 @@ def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LAN
     return items
 
 
-def select(items: list[Item], skip: list[str], from_dir: dict[str, Path]) -> list[Item]:
+def select(items: list[Item], skip: list[str], from_dir: dict[str, Path],
+           with_groups: list[str] = ()) -> list[Item]:
     """The items to handle; unknown names are an error, so a typo can't silently skip a model."""
+    wrong = sorted(set(with_groups) - set(OPTIONAL_GROUPS))
+    if wrong:
+        raise SystemExit(f"--with takes {', '.join(OPTIONAL_GROUPS)}, got {', '.join(wrong)}")
+    skip = [*skip, *(g for g in OPTIONAL_GROUPS if g not in with_groups)]
     known = {i.key for i in items} | set(GROUPS)
     unknown = sorted((set(skip) | set(from_dir)) - known)
     if unknown:
@@ -127,7 +138,7 @@ def human(size: float) -> str:
 def fetch_whisper(item: Item, token: str | None) -> None:
     from faster_whisper.utils import download_model
 
-    entry = MANIFEST["whisper"][item.name]
+    entry = (MANIFEST["whisper"] | MANIFEST["whisper_distil"])[item.name]
     download_model(entry["repo"], output_dir=str(item.target), revision=entry["revision"],
                    use_auth_token=token)
     shutil.rmtree(item.target / ".cache", ignore_errors=True)  # download bookkeeping only
@@ -191,7 +202,7 @@ def fetch_punkt_tab(item: Item, token: str | None) -> None:
 
 
 FETCHERS: dict[str, Callable[[Item, str | None], None]] = {
-    "whisper": fetch_whisper, "alignment": fetch_alignment,
+    "whisper": fetch_whisper, "distil": fetch_whisper, "alignment": fetch_alignment,
     "diarization": fetch_diarization, "punkt_tab": fetch_punkt_tab,
 }
 
@@ -248,7 +259,7 @@ def load_punkt_tab(item: Item) -> str:
 
 
 LOADERS: dict[str, Callable[[Item], str]] = {
-    "whisper": load_whisper, "alignment": load_alignment,
+    "whisper": load_whisper, "distil": load_whisper, "alignment": load_alignment,
     "diarization": load_diarization, "punkt_tab": load_punkt_tab,
 }
 
@@ -300,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--align-languages", default=" ".join(DEFAULT_ALIGN_LANGUAGES),
                         help="languages whose wav2vec2 alignment model is baked (space or "
                              "comma separated)")
+    parser.add_argument("--with", dest="with_groups", action="append", default=[],
+                        metavar="GROUP",
+                        help=f"add an optional group ({', '.join(OPTIONAL_GROUPS)})")
     parser.add_argument("--verify-only", action="store_true",
                         help="only load the items already in --models-dir (offline)")
     args = parser.parse_args(argv)
@@ -308,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     languages = tuple(args.align_languages.replace(",", " ").split())
     for language in languages:
         align_model(language)  # an unknown language fails the build before any download
-    items = select(all_items(args.models_dir, languages), args.skip, from_dir)
+    items = select(all_items(args.models_dir, languages), args.skip, from_dir,
+                   args.with_groups)
     if args.verify_only:
         verify(items)
         return
@@ -344,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     command = [sys.executable, str(Path(__file__).resolve()), "--verify-only",
                "--models-dir", str(args.models_dir), "--token-file", os.devnull]
     command += [f"--skip={name}" for name in args.skip]
+    command += [f"--with={name}" for name in args.with_groups]
     command += [f"--from-dir={name}={path}" for name, path in from_dir.items()]
     subprocess.run(command, env=offline_env(), check=True)
 

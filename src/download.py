@@ -49,6 +49,11 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def invalid_url(exc: ValueError) -> AudioError:
+    return AudioError(f"audio_file: not a valid URL ({exc}); send an http(s) URL like "
+                      "https://host/file.wav.")
+
+
 @dataclass(frozen=True)
 class Target:
     parts: SplitResult
@@ -67,17 +72,53 @@ class Target:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def resolve(url: str) -> Target:
-    """Parse and check a URL, and pick the address to connect to (resolved once, here)."""
+MAX_URL_CHARS = 8192
+
+
+def split(url: str) -> SplitResult:
+    """urlsplit, with a malformed URL (e.g. a broken IPv6 literal) an error naming audio_file."""
     try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError as exc:  # a bad port (http://h:99999/) or a broken IPv6 literal
+        return urlsplit(url)
+    except ValueError as exc:
         raise invalid_url(exc) from None
-    host = parts.hostname
-    if not host:
-        raise AudioError(f"audio_file: {public_url(url)!r} has no host name; send an http(s) "
-                         "URL like https://host/path/file.wav.")
+
+
+def check_url(url: str) -> SplitResult:
+    """Every way a malformed http(s) URL fails, as one error naming audio_file: length, the
+    bracketed host, the port, the host and its IDNA labels."""
+    if len(url) > MAX_URL_CHARS:
+        raise AudioError(
+            f"audio_file: the URL is longer than {MAX_URL_CHARS} characters; use a shorter URL "
+            "or send the file inline (base64)."
+        )
+    parts = split(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError:
+        raise AudioError(
+            "audio_file: the URL's port is not a number from 0 to 65535; fix the URL."
+        ) from None
+    if not parts.hostname:
+        raise AudioError(
+            "audio_file: the URL has no host name; send a URL like https://host/file.wav."
+        )
+    try:  # the resolver's IDNA encoding: empty labels (host..com) or labels over 63 chars
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise AudioError(
+            f"audio_file: the host name {parts.hostname[:80]!r} is not valid (an empty or "
+            "over-long label); fix the URL."
+        ) from None
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise AudioError("audio_file: the URL contains spaces or control characters; "
+                         "percent-encode them (%20).")
+    return parts
+
+
+def resolve(url: str) -> Target:
+    """Check a URL, and pick the address to connect to (resolved once, here)."""
+    parts = check_url(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -95,11 +136,6 @@ def resolve(url: str) -> Target:
                     "(the worker may set ALLOW_PRIVATE_URLS=true for trusted networks)."
                 )
     return Target(parts, host, port, addresses[0])
-
-
-def invalid_url(exc: ValueError) -> AudioError:
-    return AudioError(f"audio_file: not a valid URL ({exc}); send an http(s) URL like "
-                      "https://host/path/file.wav.")
 
 
 def _open(target: Target, timeout: urllib3.Timeout) -> urllib3.BaseHTTPResponse:

@@ -9,12 +9,17 @@ from typing import Any
 
 from whisperx.utils import ResultWriter, WriteSRT, WriteTXT, WriteVTT
 
-# One cue per segment, as the official worker does; no line re-wrapping.
+import subtitles
+
+# Without subtitle limits: one cue per segment, as the official worker does.
 _WRITER_OPTIONS = {"max_line_width": None, "max_line_count": None, "highlight_words": False}
 _WRITERS: dict[str, type[ResultWriter]] = {"srt": WriteSRT, "vtt": WriteVTT, "txt": WriteTXT}
 
 
-def render(fmt: str, segments: list[dict[str, Any]], language: str) -> str:
+def render(fmt: str, segments: list[dict[str, Any]], language: str,
+           rules: subtitles.Rules | None = None) -> str:
+    if fmt in ("srt", "vtt") and rules is not None and rules.active:
+        return subtitles.render(fmt, segments, language, rules)
     if fmt == "markdown":
         return markdown(segments)
     if fmt == "plain_text":

@@ -11,11 +11,11 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import soundfile
@@ -49,34 +49,68 @@ class Audio:
 
 def fetch(audio_file: str | None, audio_base64: str | None, workdir: Path) -> Source:
     if audio_base64:
-        return _from_base64(audio_base64, workdir)
+        return _from_base64(audio_base64, workdir, "audio_base64")
     assert audio_file
-    try:
-        scheme = urlsplit(audio_file).scheme.lower()
-    except ValueError as exc:  # e.g. a broken IPv6 literal: http://[::1/a.wav
-        raise download.invalid_url(exc) from None
+    if audio_file[:5].lower() == "data:":  # data:audio/wav;base64,... (kodxana accepts it)
+        return _from_base64(audio_file, workdir, "audio_file")
+    if "://" not in audio_file and not _is_local_file(audio_file) and _looks_base64(audio_file):
+        return _from_base64(audio_file, workdir, "audio_file")
+    scheme = download.split(audio_file).scheme.lower()
     if scheme in ("http", "https"):
         return _download(audio_file, workdir)
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise AudioError(
-            f"audio_file: URL scheme '{scheme}' is not supported; use an http(s) URL or "
-            "audio_base64."
+            f"audio_file: URL scheme '{scheme}' is not supported; use an http(s) URL, base64 "
+            "or a data: URI."
         )
     return _local(audio_file)
 
 
-def _from_base64(data: str, workdir: Path) -> Source:
-    if data.startswith("data:") and "," in data:  # data URLs: data:audio/wav;base64,....
-        data = data.split(",", 1)[1]
+# Raw base64 in audio_file vs a file name under LOCAL_INPUT_DIR: an existing file wins; else
+# a value of at least this many characters, all from the standard base64 alphabet ('=' only
+# as the final padding), is base64. File names have a '.' (not in the alphabet); the smallest
+# playable media file (a WAV header is 44 bytes) is longer in base64 than a plausible name.
+MIN_BASE64_CHARS = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}\s*")
+
+
+def _looks_base64(value: str) -> bool:
+    return len(value) >= MIN_BASE64_CHARS and _BASE64.fullmatch(value) is not None
+
+
+def _is_local_file(name: str) -> bool:
+    root = settings.get().local_input_dir
     try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
+        return root is not None and (root / name).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, or with a NUL byte
+        return False
+
+
+def _from_base64(data: str, workdir: Path, field: str) -> Source:
+    if data[:5].lower() == "data:":
+        header, comma, data = data.partition(",")
+        if not comma or not header.lower().endswith(";base64"):
+            raise AudioError(
+                f"{field}: a data: URI must be base64-encoded, like "
+                "'data:audio/wav;base64,UklGR...'."
+            )
+    limit_mb = settings.get().max_download_mb
+    text = "".join(data.split())
+    # Checked before decoding: 4 characters carry 3 bytes.
+    if limit_mb and len(text) * 3 / 4 > limit_mb * 1e6:
+        raise AudioError(
+            f"{field}: the inline file is larger than MAX_DOWNLOAD_MB={limit_mb:g}; send a "
+            "smaller file or a URL."
+        )
+    try:
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AudioError(
-            "audio_base64: not valid base64. Encode the file's bytes with standard base64 "
+            f"{field}: not valid base64. Encode the file's bytes with standard base64 "
             "(e.g. `base64 -w0 file.wav`)."
         ) from None
     if not raw:
-        raise AudioError("audio_base64: decodes to an empty file; send the audio file's bytes.")
+        raise AudioError(f"{field}: decodes to an empty file; send the audio file's bytes.")
     path = workdir / "input.bin"
     path.write_bytes(raw)
     return Source(path, "base64", f"<base64, {len(raw)} bytes>")

@@ -17,12 +17,13 @@ from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TOR
 import settings
 from errors import InputError
 from models import MANIFEST, models_dir
-from rp_schema import JobInput
+from rp_schema import OFFICIAL_MODELS, JobInput
 
 
 def _known(parameter: str) -> set[str]:
     if parameter == "model":
-        return set(MANIFEST["whisper"]) | set(MANIFEST["whisper_aliases"])
+        return (set(MANIFEST["whisper"]) | set(MANIFEST["whisper_aliases"])
+                | set(MANIFEST.get("whisper_distil", {})) | set(OFFICIAL_MODELS))
     if parameter == "align_model":
         return (set(MANIFEST["alignment"].values()) | set(DEFAULT_ALIGN_MODELS_TORCH.values())
                 | set(DEFAULT_ALIGN_MODELS_HF.values()))

@@ -31,13 +31,17 @@ log = logging.getLogger("worker.models")
 
 MANIFEST = json.loads((Path(__file__).with_name("model_manifest.json")).read_text())
 # name -> Hugging Face repository of its CTranslate2 weights
-HF_REPOS = {name: entry["repo"] for name, entry in MANIFEST["whisper"].items()} | {
-    alias: MANIFEST["whisper"].get(target, {}).get("repo", target)
+# Baked by default (whisper) or on request (whisper_distil, `fetch_models.py --with distil`).
+BAKEABLE = MANIFEST["whisper"] | MANIFEST["whisper_distil"]
+HF_REPOS = {name: entry["repo"] for name, entry in BAKEABLE.items()} | {
+    alias: BAKEABLE.get(target, {}).get("repo", target)
     for alias, target in MANIFEST["whisper_aliases"].items()
 }
-# What to use instead when an official name is not in the image, best first.
+# What to use instead when an official name is not in the image, best first. The distil
+# models (English-only, distilled decoder) are closest to turbo (multilingual, 4-layer decoder).
 SUBSTITUTES = {n: ("large-v3", "large-v3-turbo") for n in OFFICIAL_MODELS}
 SUBSTITUTES["turbo"] = ("large-v3-turbo", "large-v3")
+SUBSTITUTES |= {n: ("large-v3-turbo", "large-v3") for n in MANIFEST["whisper_distil"]}
 
 
 def models_dir() -> Path:
@@ -64,7 +68,7 @@ def available_models() -> list[str]:
 
 def resolve_model(name: str, warnings: list[str]) -> str:
     """A local directory or a Hugging Face id for the requested model name."""
-    baked = MANIFEST["whisper"].get(MANIFEST["whisper_aliases"].get(name, name), {})
+    baked = BAKEABLE.get(MANIFEST["whisper_aliases"].get(name, name), {})
     for local in (models_dir() / name, models_dir() / baked.get("dir", name)):
         if _is_model_dir(local):
             return str(local)

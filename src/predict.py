@@ -28,6 +28,7 @@ import model_policy
 import models
 import segments as segment_fields
 import speakers
+import subtitles
 from rp_schema import Resolved
 
 log = logging.getLogger("worker.predict")
@@ -62,6 +63,7 @@ def predict(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     job = resolved.values
+    cue_rules = subtitles.Rules.from_job(job)  # srt/vtt limits, for every rendering
     warnings: list[str] = []
     timings = Timings(progress)
     device = models.device()
@@ -112,7 +114,7 @@ def predict(
                                              language.code, "translate", batch),
                 job.batch_size, warnings,
             )
-        translation = formats.render(job.translation, translated.segments, "en")
+        translation = formats.render(job.translation, translated.segments, "en", cue_rules)
 
     aligned = None
     if (job.align_output or job.word_timestamps) and job.task == "translate":
@@ -146,7 +148,7 @@ def predict(
         "duration": round(audio.duration, 3),
         "input_sha256": audio.sha256,
         # the official faster-whisper worker's fields, so its clients keep working
-        "transcription": formats.render(job.transcription, segments, language.code),
+        "transcription": formats.render(job.transcription, segments, language.code, cue_rules),
         "translation": translation,
         "device": device,
         "model": job.model,
@@ -162,7 +164,8 @@ def predict(
             for s in segments for w in s.get("words", [])
         ]
     if job.output_format != "json":
-        output[job.output_format] = formats.render(job.output_format, segments, language.code)
+        output[job.output_format] = formats.render(job.output_format, segments, language.code,
+                                                   cue_rules)
     output["warnings"] = warnings
     if job.debug:
         output["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,

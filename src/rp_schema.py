@@ -21,7 +21,10 @@ from download import public_url
 from errors import InputError
 from languages import LANGUAGE_CODES, normalize_language
 
-OFFICIAL_MODELS = ("tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3", "turbo")
+OFFICIAL_MODELS = (
+    "tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3", "turbo",
+    "distil-large-v2", "distil-large-v3", "distil-medium.en", "distil-small.en",
+)
 COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
@@ -97,10 +100,11 @@ def _inner_type(tp: Any) -> Any:
 P = Param
 PARAMS: tuple[Param, ...] = (
     # --- input -------------------------------------------------------------------------
-    P("audio_file", str | None, None, "Audio or video to transcribe: an http(s) URL, or a file "
-      "name under LOCAL_INPUT_DIR. Required unless audio_base64 is given.", "input",
-      env=(), keys=("audio",), max_length=8192,
-      accepts="an http(s) URL or a file name under LOCAL_INPUT_DIR"),
+    P("audio_file", str | None, None, "Audio or video to transcribe: an http(s) URL, the file "
+      "itself as base64 or a `data:audio/...;base64,` URI (as kodxana's worker accepts), or a "
+      "file name under LOCAL_INPUT_DIR. Required unless audio_base64 is given.", "input",
+      env=(), keys=("audio",),
+      accepts="an http(s) URL, base64 or a data: URI, or a file name under LOCAL_INPUT_DIR"),
     P("audio_base64", str | None, None, "The audio or video file itself, base64-encoded.",
       "input", env=(),
       accepts="base64 text of an audio or video file"),
@@ -216,6 +220,18 @@ PARAMS: tuple[Param, ...] = (
       "`transcription` field.", "output", choices=TEXT_FORMATS),
     P("translation", str, "plain_text", "Official-worker compatible format of the "
       "`translation` field.", "output", choices=TEXT_FORMATS),
+    # --- subtitles (srt/vtt: output_format, transcription, translation) -------------------
+    P("max_line_width", int | None, None, "Subtitle lines wrap at word boundaries to at most "
+      "this many characters (the `[SPEAKER_xx]: ` prefix counts); a longer single word keeps "
+      "a line of its own. Null: one line per cue.", "subtitles", ge=1, le=1000),
+    P("max_line_count", int | None, None, "Lines per subtitle cue; more text starts a new cue. "
+      "Without max_line_width, lines wrap at 42 characters (the usual broadcast limit).",
+      "subtitles", ge=1, le=100),
+    P("max_cue_duration", float | None, None, "Longest subtitle cue (s): cues are cut at word "
+      "boundaries using word timings (estimated from the segment's span without "
+      "align_output).", "subtitles", gt=0, le=3600),
+    P("highlight_words", bool, False, "Karaoke-style subtitles: each cue repeated once per "
+      "word with that word underlined (`<u>`), timed by the word.", "subtitles"),
     P("debug", bool, False, "Return `debug_info`: audio check, runtime, model, decode options, "
       "every parameter with its source, timings.", "output"),
 )
@@ -314,7 +330,8 @@ class Resolved:
             value = getattr(self.values, p.name)
             if p.secret and value is not None:
                 value = "<redacted>"
-            elif p.name == "audio_base64" and value is not None:
+            elif value is not None and (p.name == "audio_base64" or (
+                    p.name == "audio_file" and len(value) > 512)):  # inline audio in audio_file
                 value = f"<{len(value)} characters>"
             elif p.name == "audio_file" and value is not None and "://" in value:
                 value = public_url(value)  # a signed URL's query string is a credential

@@ -77,7 +77,8 @@ def corpus(served_url: str, root: Path) -> list[tuple[str, dict, dict, str]]:
         ("huge string", {"audio_file": "a.wav", "hotwords": "word " * 10_000}, {},
          "input 'hotwords': got 'word word"),
         ("huge URL", {"audio_file": "https://example.com/" + "a" * 10_000}, {},
-         "input 'audio_file': got 'https://example.com/aaaa"),
+         "audio_file: the URL is longer than 8192 characters; use a shorter URL or send the "
+         "file inline (base64)."),
         ("bad env value", {"audio_file": "a.wav"}, {"BATCH_SIZE": "thirty-two"},
          "environment variable BATCH_SIZE (sets batch_size): got 'thirty-two'"),
         ("bad env bool", {"audio_file": "a.wav"}, {"DIARIZE": "sometimes"},

@@ -146,6 +146,17 @@ def test_alignment_languages_baked_by_default_and_their_models() -> None:
         fetch_models.align_model("la")
 
 
+def test_distil_models_are_baked_only_when_asked_for(tmp_path: Path) -> None:
+    items = fetch_models.all_items(tmp_path)
+    skip = ["whisper", "alignment", "diarization", "punkt_tab"]
+    assert fetch_models.select(items, skip, {}) == []
+    chosen = fetch_models.select(items, skip, {}, ["distil"])
+    assert [i.key for i in chosen] == list(fetch_models.MANIFEST["whisper_distil"])
+    assert chosen[0].target == tmp_path / "distil-large-v3"
+    with pytest.raises(SystemExit, match="--with takes distil, got whisper"):
+        fetch_models.select(items, [], {}, ["whisper"])
+
+
 @pytest.mark.slow
 def test_fetch_from_local_dirs_then_load_offline(tmp_path: Path) -> None:
     """The image check's own fetch, for real: copy, then load in a fresh offline interpreter."""
