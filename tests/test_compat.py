@@ -42,8 +42,7 @@ def ok(result: dict) -> dict:
      f"audio_file: the host name '{'a' * 70}.com' is not valid (an empty or over-long label); "
      "fix the URL."),
     ("http://exa mple.com/a.wav",
-     "audio_file: not a valid URL (Failed to parse: Host 'exa mple.com' contains invalid "
-     "character ' ')."),
+     "audio_file: the URL contains spaces or control characters; percent-encode them (%20)."),
     ("http://a\uff03b/a.wav",
      "audio_file: not a valid URL (netloc 'a\uff03b' contains invalid characters under NFKC "
      "normalization); send an http(s) URL like https://host/file.wav."),
