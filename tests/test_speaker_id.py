@@ -56,17 +56,17 @@ def test_kodxana_v2_request_names_both_speakers_everywhere(run_job, references, 
         "audio_file": "sample.wav", "diarization": True, "speaker_verification": True,
         "speaker_samples": [{"name": "Alice", "url": f"{base}/Alice.wav"},
                             {"name": "Bob", "audio_base64": b64(references["Bob"])}],
-        "include_embeddings": True, "output_format": "srt", "debug": True, **FAST,
+        "include_embeddings": True, "output_format": "srt", "debug": True,
+        **FAST, "align_output": True,  # words carry speakers (Whisper's own word timings)
     })
     assert "error" not in result, result.get("error")
     assert {s["id"] for s in result["speakers"]} == {"Alice", "Bob"}
-    checked = 0
-    for segment in result["segments"]:
-        truth = solo_speaker((segment["start"] + segment["end"]) / 2)
-        if truth:
-            assert segment["speaker"] == RTTM_SPEAKER[truth], segment
-            checked += 1
-    assert checked >= 4
+    words = [w for s in result["segments"] for w in s["words"] if w.get("start") is not None]
+    truths = [(w, solo_speaker((w["start"] + w["end"]) / 2)) for w in words]
+    scored = [(w, t) for w, t in truths if t]
+    right = sum(w.get("speaker") == RTTM_SPEAKER[t] for w, t in scored)
+    assert len(scored) >= 30 and right / len(scored) >= 0.85, (right, len(scored))
+    assert {s.get("speaker") for s in result["segments"]} <= {"Alice", "Bob"}
     assert "[Alice]" in result["srt"] and "[Bob]" in result["srt"]
     assert "SPEAKER_" not in result["srt"]
     assert set(result["speaker_embeddings"]["vectors"]) == {"Alice", "Bob"}
@@ -158,6 +158,6 @@ def test_pyannote_pipeline_embedding_contract(tmp_path):
 
     import pyannote_dir
 
-    pipeline = DiarizationPipeline(model_name=str(pyannote_dir.build(tmp_path)), device="cpu")
+    pipeline = DiarizationPipeline(model_name=str(pyannote_dir.build(tmp_path / "speaker-diarization-3.1")), device="cpu")
     vectors = np.asarray(pipeline.model._embedding(torch.zeros(2, 1, 32000) + 0.01))
     assert vectors.shape == (2, pipeline.model._embedding.dimension)
