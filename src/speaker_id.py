@@ -89,7 +89,9 @@ def load_samples(raw: list[Any] | None, workdir: Path) -> list[Sample]:
             waveform = media.load(source).waveform
         except AudioError as exc:
             # media's messages name audio_file/audio_base64: say which sample it was.
-            text = str(exc).replace("audio_file: ", "").replace("audio_base64: ", "")
+            text = str(exc)
+            for field in ("audio_file: ", "audio_base64: ", "audio: "):
+                text = text.removeprefix(field)
             raise AudioError(f"{label}: {text}") from None
         speech = _speech(waveform)
         seconds = len(speech) / SAMPLE_RATE

@@ -103,7 +103,7 @@ def test_unknown_voice_stays_unmatched(run_job, references, tmp_path, local_file
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: base64.b64encode(b"this is not audio at all" * 20).decode(),
-     'speaker_samples[1] ("Bob"): ffmpeg could not'),
+     'speaker_samples[1] ("Bob"): the file has no audio stream'),
     (lambda d: _clip(d, 11.0, 11.6), 'speaker_samples[1] ("Bob"): only 0.'),
     (lambda d: _silence(d), 'speaker_samples[1] ("Bob"): only 0.0 s of speech found'),
 ])
