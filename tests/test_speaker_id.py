@@ -145,7 +145,8 @@ def test_request_errors_name_the_field(run_job, job, message):
 
 def test_samples_ignored_when_speaker_verification_false(run_job, references):
     result = run_job({"audio_file": "sample.wav", "speaker_verification": False, **FAST,
-                      "speaker_samples": [{"name": "Alice", "audio_base64": b64(references["Alice"])}]})
+                      "speaker_samples": [{"name": "Alice",
+                                           "audio_base64": b64(references["Alice"])}]})
     assert "speaker_samples are ignored: speaker_verification is false." in result["warnings"]
     assert {s["id"] for s in result["speakers"]} == {"SPEAKER_00", "SPEAKER_01"}
 
@@ -158,6 +159,7 @@ def test_pyannote_pipeline_embedding_contract(tmp_path):
 
     import pyannote_dir
 
-    pipeline = DiarizationPipeline(model_name=str(pyannote_dir.build(tmp_path / "speaker-diarization-3.1")), device="cpu")
+    directory = pyannote_dir.build(tmp_path / "speaker-diarization-3.1")
+    pipeline = DiarizationPipeline(model_name=str(directory), device="cpu")
     vectors = np.asarray(pipeline.model._embedding(torch.zeros(2, 1, 32000) + 0.01))
     assert vectors.shape == (2, pipeline.model._embedding.dimension)
