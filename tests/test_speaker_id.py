@@ -13,6 +13,7 @@ import pytest
 import soundfile
 
 from conftest import SAMPLES, ffmpeg
+from test_api import api  # noqa: F401  (the local RunPod API server fixture)
 
 # Turns of the RTTM where one speaker talks alone (speaker90 = "Alice", speaker91 = "Bob").
 REFERENCES = {"Alice": (10.6, 14.4), "Bob": (22.0, 27.8)}
@@ -163,3 +164,18 @@ def test_pyannote_pipeline_embedding_contract(tmp_path):
     pipeline = DiarizationPipeline(model_name=str(directory), device="cpu")
     vectors = np.asarray(pipeline.model._embedding(torch.zeros(2, 1, 32000) + 0.01))
     assert vectors.shape == (2, pipeline.model._embedding.dimension)
+
+
+def test_kodxana_v2_request_through_the_local_runpod_api(api, references):  # noqa: F811
+    """The same request as users send it: runpod's local API server, /runsync."""
+    import requests
+
+    job = {"audio_file": "sample.wav", "diarization": True, "speaker_verification": True,
+           "speaker_samples": [{"name": "Alice", "audio_base64": b64(references["Alice"])},
+                               {"name": "Bob", "audio_base64": b64(references["Bob"])}],
+           "include_embeddings": True, "output_format": "vtt", **FAST}
+    response = requests.post(f"{api}/runsync", json={"input": job}, timeout=300).json()
+    assert response["status"] == "COMPLETED", response
+    output = response["output"]
+    assert {s["id"] for s in output["speakers"]} == {"Alice", "Bob"}
+    assert set(output["speaker_embeddings"]["vectors"]) == {"Alice", "Bob"}
