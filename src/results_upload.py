@@ -27,9 +27,11 @@ TEXT_FIELDS = ("transcription", "translation", "srt", "vtt", "txt", "markdown")
 LIST_FIELDS = ("segments", "word_timestamps")
 CONTENT_TYPES = {"json": "application/json", "srt": "application/x-subrip", "vtt": "text/vtt",
                  "txt": "text/plain", "markdown": "text/markdown"}
-# Lower bounds of result bytes per second of audio (measured on speech at ~2.5 words/s), so
-# that only jobs certain to overflow are refused early.
-BYTES_PER_SECOND = {"base": 40, "words": 150, "word_timestamps": 100, "chars": 600}
+# Result bytes per second of audio, half of what pyannote's dense two-speaker conversation
+# (2.4 words/s) gives: segment text 36 (each text rendering ~20 more), words 160, word_timestamps
+# 122, wav2vec2 chars ~700 (12 chars/s). Halved so that only jobs sure to overflow unless the
+# audio is mostly silence are refused before transcription.
+BYTES_PER_SECOND = {"base": 20, "words": 80, "word_timestamps": 60, "chars": 350}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,9 @@ def enabled(job: Any) -> bool:
 def load_samples(raw: list[Any] | None, workdir: Path) -> list[Sample]:
     """Fetch, decode and VAD-check every sample before any model runs; a bad one is an error
     naming it."""
+    if len(raw or []) > MAX_SAMPLES:
+        raise InputError(f"speaker_samples: {len(raw or [])} samples, at most {MAX_SAMPLES}; "
+                         "send one per person.")
     samples: list[Sample] = []
     seen: set[str] = set()
     for i, item in enumerate(raw or []):
@@ -100,8 +103,6 @@ def load_samples(raw: list[Any] | None, workdir: Path) -> list[Sample]:
                 f"{label}: only {seconds:.1f} s of speech found (at least {MIN_SPEECH_SECONDS:g} s "
                 "needed); send a clip where the speaker talks alone for a few seconds.")
         samples.append(Sample(name, label, speech, round(seconds, 2)))
-    if len(samples) > MAX_SAMPLES:
-        raise InputError(f"speaker_samples: {len(samples)} samples, at most {MAX_SAMPLES}.")
     return samples
 
 
