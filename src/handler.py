@@ -51,7 +51,7 @@ def handler(job: RunpodJob) -> dict[str, Any]:
             with tempfile.TemporaryDirectory(prefix="whisperx-job-") as workdir:
                 output = predict.predict(resolved, Path(workdir), _progress(job))
             log.info("job %s done: %d segments, language %s, %.1f s of audio, %d speakers, "
-                     "%d warnings", job.get("id"), len(output["segments"]),
+                     "%d warnings", job.get("id"), len(output.get("segments", ())),
                      output["detected_language"], output["duration"],
                      len(output.get("speakers", [])), len(output["warnings"]))
         except JobError as exc:

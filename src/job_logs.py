@@ -22,7 +22,8 @@ import settings
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "<redacted>"
 # Environment variables whose values are tokens (masked everywhere, every job).
-SECRET_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV = ("HF_TOKEN", "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+              "BUCKET_SECRET_ACCESS_KEY")
 # What the response may carry of the worker's own words: masking touches only these fields,
 # never the transcript (a token can be a word someone says).
 MASKED_FIELDS = ("logs", "error", "warnings", "debug_info")

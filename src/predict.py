@@ -26,7 +26,9 @@ import gpu_faults
 import media
 import model_policy
 import models
+import results_upload
 import segments as segment_fields
+import speaker_id
 import speakers
 import subtitles
 from rp_schema import Resolved
@@ -35,7 +37,7 @@ log = logging.getLogger("worker.predict")
 
 
 STAGES = ("download", "decode_audio", "model_load", "vad", "language_detection", "transcription",
-          "translation", "alignment", "diarization")
+          "translation", "alignment", "diarization", "speaker_identification")
 
 
 class Timings(dict):
@@ -69,14 +71,21 @@ def predict(
     device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    bucket = results_upload.target(job)  # upload_results=true without a bucket fails here
 
     # Before any work: a request may not make the worker load (and run) arbitrary models.
     model_policy.check(job)
 
     with timings.stage("download"):
         source = media.fetch(job.audio_file, job.audio_base64, workdir)
+        # reference samples are checked before any model runs: a bad one fails the job now
+        samples = speaker_id.load_samples(job.speaker_samples, workdir) \
+            if speaker_id.enabled(job) else []
+    if job.speaker_samples and not samples:
+        warnings.append("speaker_samples are ignored: speaker_verification is false.")
     with timings.stage("decode_audio"):
         audio = media.load(source, warnings)
+    results_upload.check_size(job, audio.duration, bucket)
 
     with timings.stage("model_load"):
         path = models.resolve_model(job.model, warnings)
@@ -133,6 +142,13 @@ def predict(
         if diarized is not None:
             # Words get speakers; a segment whose words change speaker is split there.
             segments = speakers.assign(diarized.turns, segments, language.code)
+    identified = None
+    if samples and diarized is not None:
+        with timings.stage("speaker_identification"):
+            segments, diarized, identified = speaker_id.run(samples, diarized, segments, job,
+                                                            device)
+    elif samples:
+        warnings.append("speaker identification skipped: diarization found no speakers.")
 
     if job.min_segment_duration:
         segments = [s for s in segments
@@ -170,7 +186,9 @@ def predict(
     if job.debug:
         output["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
                                           aligned, diarized, timings, device)
-    return output
+        output["debug_info"]["speaker_identification"] = (
+            speaker_id.debug(identified, samples) if identified else None)
+    return results_upload.finish(output, job.output_format, bucket)
 
 
 def debug_info(

@@ -201,7 +201,20 @@ PARAMS: tuple[Param, ...] = (
     P("num_speakers", int | None, None, "Exact number of speakers, when known.", "output",
       ge=1, le=100),
     P("return_speaker_embeddings", bool, False, "Return one embedding vector per speaker "
-      "(`speaker_embeddings`), with its dimension and model.", "output"),
+      "(`speaker_embeddings`), with its dimension and model.", "output",
+      keys=("include_embeddings",)),
+    P("speaker_samples", list | None, None, "Reference clips naming speakers: "
+      '`[{"name": "Alice", "url": "https://..."}]` (or `audio_base64`, or `file` under '
+      "LOCAL_INPUT_DIR), a few seconds of each person talking alone. Diarized speakers whose "
+      "embedding matches a sample are renamed to its name everywhere; see Speaker "
+      "identification.", "output", env=(),
+      accepts='a list of {"name", "url" | "audio_base64" | "file"} objects'),
+    P("speaker_verification", bool | None, None, "kodxana-compatible switch for speaker "
+      "identification: null (default) identifies when speaker_samples are given, true "
+      "requires them, false ignores them.", "output", env=()),
+    P("speaker_match_threshold", float, 0.72, "Lowest cosine similarity between a sample and "
+      "a speaker's centroid embedding that names the speaker (chosen on real voices: same "
+      "person 0.76-0.94, different people 0.39-0.70).", "output", ge=-1, le=1),
     P("huggingface_access_token", str | None, None, "Hugging Face token for gated models "
       "(pyannote). Never echoed.", "output", env=("HUGGINGFACE_ACCESS_TOKEN", "HF_TOKEN"),
       secret=True, max_length=512),
@@ -232,6 +245,10 @@ PARAMS: tuple[Param, ...] = (
       "align_output).", "subtitles", gt=0, le=3600),
     P("highlight_words", bool, False, "Karaoke-style subtitles: each cue repeated once per "
       "word with that word underlined (`<u>`), timed by the word.", "subtitles"),
+    P("upload_results", bool | None, None, "Upload the full result (json and the "
+      "output_format file) to the bucket set by BUCKET_ENDPOINT_URL and return presigned URLs "
+      "plus a summary. null: upload when a bucket is configured; true: require one.",
+      "output"),
     P("debug", bool, False, "Return `debug_info`: audio check, runtime, model, decode options, "
       "every parameter with its source, timings.", "output"),
 )
@@ -335,6 +352,10 @@ class Resolved:
                 value = f"<{len(value)} characters>"
             elif p.name == "audio_file" and value is not None and "://" in value:
                 value = public_url(value)  # a signed URL's query string is a credential
+            elif p.name == "speaker_samples" and value is not None:  # no bytes, no URL tokens
+                value = [{"name": s.get("name"), "source": next(
+                    (k for k in ("url", "audio_base64", "file") if s.get(k)), None)}
+                    if isinstance(s, dict) else "<invalid>" for s in value]
             out[p.name] = {"value": value, "source": self.sources[p.name]}
         return out
 
@@ -412,6 +433,12 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
             f"input: num_speakers ({n}) is outside min_speakers..max_speakers ({lo}..{hi}); "
             "give num_speakers alone, or bounds that include it."
         )
+    if v["speaker_verification"] and not v["speaker_samples"]:
+        errors.append("input: speaker_verification is true but no speaker_samples were given; "
+                      'add speaker_samples: [{"name": "...", "url": "..."}].')
+    if v["speaker_samples"] and v["speaker_verification"] is not False and not v["diarization"]:
+        errors.append("input: speaker_samples need diarization: true (the samples name the "
+                      "diarized speakers).")
     return errors
 
 

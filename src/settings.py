@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from errors import JobError
@@ -64,6 +64,22 @@ class WorkerSettings(BaseSettings):
         "Size at which `CONTAINER_LOG` is rotated."))
     container_log_backups: int = Field(3, ge=0, description=(
         "Rotated `CONTAINER_LOG` files kept (`container_log.txt.1`, ...)."))
+    bucket_endpoint_url: str | None = Field(None, description=(
+        "S3-compatible endpoint for results (runpod `rp_upload` convention, e.g. "
+        "`https://s3.us-east-1.amazonaws.com`); with the two keys below, every job's full "
+        "result is uploaded and the response carries presigned URLs (see `upload_results`)."))
+    bucket_access_key_id: str | None = Field(None, description="Access key id for the bucket.")
+    bucket_secret_access_key: SecretStr | None = Field(None, description=(
+        "Secret key for the bucket; never logged or returned."))
+    bucket_name: str | None = Field(None, description=(
+        "Bucket for results (unset: runpod's default, the month as `MM-YY`); objects are "
+        "named `<job id>/result.json`, `<job id>/result.<format>`."))
+    upload_url_expiry_s: int = Field(604800, ge=60, le=604800, description=(
+        "Lifetime of the presigned result URLs (S3's maximum, 7 days, by default)."))
+    max_response_mb: float = Field(10.0, gt=0, description=(
+        "Largest response returned inline (RunPod: /run ~10 MB, /runsync ~20 MB). Without a "
+        "bucket, jobs predicted to exceed it fail before transcription; larger results are "
+        "truncated with a warning."))
     runpod_webhook_post_output: str | None = Field(None, description=(
         "Set by RunPod; when present, `/status` shows per-stage progress."))
 

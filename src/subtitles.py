@@ -13,6 +13,8 @@ from typing import Any
 
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES, format_timestamp
 
+from rp_schema import JobInput
+
 DEFAULT_LINE_WIDTH = 42  # characters: the usual broadcast subtitle line limit
 
 
@@ -29,7 +31,7 @@ class Rules:
                     or self.highlight_words)
 
     @classmethod
-    def from_job(cls, job: Any) -> Rules:
+    def from_job(cls, job: JobInput) -> Rules:
         width = job.max_line_width
         if width is None and job.max_line_count is not None:
             width = DEFAULT_LINE_WIDTH  # a line count needs lines to count
