@@ -80,7 +80,7 @@ def _sentence_transformers(name: str, path: Path, device: str, matryoshka: bool,
     def count(text: str) -> int:
         return len(model.tokenizer.tokenize(text))
 
-    return Embedder(name, "sentence-transformers", model.get_sentence_embedding_dimension(),
+    return Embedder(name, "sentence-transformers", model.get_embedding_dimension(),
                     model.max_seq_length - 2, matryoshka, encode, count,
                     time.perf_counter() - start)
 
