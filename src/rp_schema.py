@@ -218,7 +218,7 @@ PARAMS: tuple[Param, ...] = (
       accepts="a language code (de, fr, ja, ...) or the translation model's own code"),
     P("translation_model", str, "madlad400-3b-mt", "CTranslate2 translation model: a name in "
       "the manifest's `translation` section (madlad400-3b-mt, nllb-200-distilled-1.3B "
-      "(non-commercial), opus-mt-tc-big-ru-en, opus-mt-tc-big-en-ru) or a folder under "
+      "(non-commercial), opus-mt-tc-big-zle-en, opus-mt-tc-big-en-zle) or a folder under "
       "MODELS_DIR / a local path.", "translation", max_length=512),
     P("embeddings", str, "false", "Text embeddings of what was said: `segments` (one vector "
       "per segment), `transcript` (the whole text, chunked to the model's window), `both`, "

@@ -4,7 +4,8 @@ Model kinds and how each is told the languages:
 - madlad (T5, MADLAD-400): the source text is prefixed with the target token `<2de>`;
 - nllb (NLLB-200): source token `rus_Cyrl`, target prefix `deu_Latn` (FLORES-200 codes);
 - m2m100: source token `__ru__`, target prefix `__de__`;
-- marian (opus-mt pair models): one fixed source -> target pair, no language tokens.
+- marian (opus-mt pair models): one fixed source -> target pair; multi-target ones (en-zle)
+  need the manifest's `source_prefix` (`>>rus<<`) in front of the source.
 
 Segments are split into sentences (NLTK punkt) and long sentences into pieces of at most
 MAX_SOURCE_TOKENS, translated in one `translate_batch`, and rejoined per segment, so segment
@@ -78,6 +79,7 @@ class MTModel:
     pair: tuple[str, str] | None  # marian: (source, target) Whisper codes
     load_seconds: float
     vocab: dict[str, int]
+    source_prefix: str = ""  # marian multi-target models: ">>rus<<"
 
     def target_token(self, language: str) -> str | None:
         """The model's own token for a Whisper code or an own code; None if it has none."""
@@ -162,7 +164,8 @@ def load(name: str, device: str, warnings: list[str]) -> MTModel:
             translator = ctranslate2.Translator(path, device=device, compute_type=ctype)
             pair = tuple(entry["pair"]) if entry.get("pair") else _marian_pair(path)
             _LOADED[key] = MTModel(name, kind, path, translator, tokenizer, ctype, pair,
-                                   time.perf_counter() - start, tokenizer.get_vocab())
+                                   time.perf_counter() - start, tokenizer.get_vocab(),
+                                   entry.get("source_prefix", ""))
         return _LOADED[key]
 
 
@@ -281,6 +284,8 @@ def _run(model: MTModel, texts: list[str], source: str,
     if model.kind in ("nllb", "m2m100"):
         tok.src_lang = FLORES.get(source, source) if model.kind == "nllb" else source
     prefix = f"{target_token} " if model.kind == "madlad" else ""
+    if model.source_prefix:
+        prefix = f"{model.source_prefix} "
     sources = [tok.convert_ids_to_tokens(tok.encode(prefix + t)) for t in texts]
     target_prefix = ([[target_token]] * len(texts)
                      if model.kind in ("nllb", "m2m100") else None)
