@@ -10,7 +10,11 @@ What and where comes from src/model_manifest.json (the worker reads the same fil
   reads (exactly the call the worker makes);
 - diarization/<repo>: pyannote pipelines as self-contained directories MODELS_DIR/<dir> whose
   config.yaml names only `$model/<subfolder>` entries, so pyannote.audio 4 loads them offline;
-- punkt_tab: NLTK's sentence-splitter data, MODELS_DIR/nltk_data (scripts/fetch_assets.py).
+- punkt_tab: NLTK's sentence-splitter data, MODELS_DIR/nltk_data (scripts/fetch_assets.py);
+- translation/<name>: machine-translation models converted to CTranslate2 (int8 weights) with
+  TransformersConverter, tokenizer files beside, MODELS_DIR/<dir>; entries marked `optional`
+  (NLLB-200: non-commercial licence) only with --with translation/<name>;
+- embeddings/<name>: sentence-transformers folders, MODELS_DIR/<dir> (entries with a `repo`).
 
     python builder/fetch_models.py --models-dir /models            # everything (needs a token)
     python builder/fetch_models.py --from-dir faster-whisper-large-v3-russian=models/base \\
@@ -43,8 +47,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = json.loads((ROOT / "src" / "model_manifest.json").read_text())
-GROUPS = ("whisper", "distil", "alignment", "diarization", "punkt_tab")
+GROUPS = ("whisper", "distil", "alignment", "diarization", "punkt_tab", "translation",
+          "embeddings")
 OPTIONAL_GROUPS = ("distil",)  # fetched only when asked for with --with
+# Single optional items, also only with --with (NLLB: a non-commercial licence).
+OPTIONAL_ITEMS = tuple(f"translation/{name}" for name, e in MANIFEST["translation"].items()
+                       if e.get("optional"))
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "spiece.model", "sentencepiece.bpe.model", "source.spm", "target.spm",
+                   "vocab.json", "generation_config.json")
 ALIGN_DIR = "alignment"  # the worker's MODELS_DIR/alignment (src/alignment.py)
 COMMUNITY_1 = "pyannote/speaker-diarization-community-1"
 # speaker-diarization-3.1's config.yaml names other gated repositories; pyannote.audio 4 also
@@ -86,8 +97,8 @@ def align_model(language: str) -> str:
     return name
 
 
-def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LANGUAGES
-              ) -> list[Item]:
+def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LANGUAGES,
+              optional: tuple[str, ...] = ()) -> list[Item]:
     items = [Item("whisper", name, models / e["dir"]) for name, e in MANIFEST["whisper"].items()]
     items += [Item("distil", name, models / e["dir"])
               for name, e in MANIFEST["whisper_distil"].items()]
@@ -95,15 +106,21 @@ def all_items(models: Path, align_languages: tuple[str, ...] = DEFAULT_ALIGN_LAN
     items += [Item("diarization", repo, models / e["dir"])
               for repo, e in MANIFEST["diarization"].items()]
     items.append(Item("punkt_tab", "punkt_tab", models / "nltk_data"))
+    items += [Item("translation", name, models / e["dir"])
+              for name, e in MANIFEST["translation"].items()
+              if not e.get("optional") or f"translation/{name}" in optional]
+    items += [Item("embeddings", name, models / e["dir"])
+              for name, e in MANIFEST["embeddings"].items() if e.get("repo")]
     return items
 
 
 def select(items: list[Item], skip: list[str], from_dir: dict[str, Path],
            with_groups: list[str] = ()) -> list[Item]:
     """The items to handle; unknown names are an error, so a typo can't silently skip a model."""
-    wrong = sorted(set(with_groups) - set(OPTIONAL_GROUPS))
+    wrong = sorted(set(with_groups) - set(OPTIONAL_GROUPS) - set(OPTIONAL_ITEMS))
     if wrong:
-        raise SystemExit(f"--with takes {', '.join(OPTIONAL_GROUPS)}, got {', '.join(wrong)}")
+        raise SystemExit(f"--with takes {', '.join(OPTIONAL_GROUPS + OPTIONAL_ITEMS)}, got "
+                         f"{', '.join(wrong)}")
     skip = [*skip, *(g for g in OPTIONAL_GROUPS if g not in with_groups)]
     known = {i.key for i in items} | set(GROUPS)
     unknown = sorted((set(skip) | set(from_dir)) - known)
@@ -201,9 +218,40 @@ def fetch_punkt_tab(item: Item, token: str | None) -> None:
         fetch_assets.fetch_punkt_tab(item.target.parent)
 
 
+def fetch_translation(item: Item, token: str | None) -> None:
+    """Download the pinned revision, convert to CTranslate2 with int8 weights (the worker picks
+    the compute type at load: int8_bfloat16 / int8_float16 on CUDA, int8 on the CPU)."""
+    import ctranslate2
+    from huggingface_hub import snapshot_download
+
+    entry = MANIFEST["translation"][item.name]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = snapshot_download(entry["repo"], revision=entry["revision"], local_dir=tmp,
+                                   allow_patterns=["*.json", "*.model", "*.spm", "*.txt",
+                                                   "*.safetensors", "pytorch_model*.bin"])
+        staging = item.target.with_name(item.target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        copy = [f for f in TOKENIZER_FILES if (Path(source) / f).is_file()]
+        ctranslate2.converters.TransformersConverter(
+            source, copy_files=copy, load_as_float16=True).convert(
+            str(staging), quantization="int8", force=True)
+    shutil.rmtree(item.target, ignore_errors=True)
+    staging.rename(item.target)
+
+
+def fetch_embeddings(item: Item, token: str | None) -> None:
+    from huggingface_hub import snapshot_download
+
+    entry = MANIFEST["embeddings"][item.name]
+    snapshot_download(entry["repo"], revision=entry["revision"], local_dir=item.target,
+                      ignore_patterns=["onnx/*", "imgs/*", "*.onnx*", ".cache/*"])
+    shutil.rmtree(item.target / ".cache", ignore_errors=True)
+
+
 FETCHERS: dict[str, Callable[[Item, str | None], None]] = {
     "whisper": fetch_whisper, "distil": fetch_whisper, "alignment": fetch_alignment,
     "diarization": fetch_diarization, "punkt_tab": fetch_punkt_tab,
+    "translation": fetch_translation, "embeddings": fetch_embeddings,
 }
 
 
@@ -258,9 +306,31 @@ def load_punkt_tab(item: Item) -> str:
     return f"{languages} languages"
 
 
+def load_translation(item: Item) -> str:
+    """Load as the worker does and translate one sentence (proves model + tokenizer)."""
+    import ctranslate2
+    from transformers import AutoTokenizer
+
+    translator = ctranslate2.Translator(str(item.target), device="cpu", compute_type="int8")
+    tokenizer = AutoTokenizer.from_pretrained(str(item.target))
+    vocab = tokenizer.get_vocab()
+    prefix = next((t for t in ("<2en>", "<2de>") if t in vocab), "")
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode(f"{prefix} Hello.".strip()))
+    result = translator.translate_batch([tokens], max_decoding_length=16)
+    return f"{len(vocab)} tokens, sample output {len(result[0].hypotheses[0])} tokens"
+
+
+def load_embeddings(item: Item) -> str:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(item.target), device="cpu", local_files_only=True)
+    return f"{model.encode(['hello']).shape[1]}-d, window {model.max_seq_length} tokens"
+
+
 LOADERS: dict[str, Callable[[Item], str]] = {
     "whisper": load_whisper, "distil": load_whisper, "alignment": load_alignment,
     "diarization": load_diarization, "punkt_tab": load_punkt_tab,
+    "translation": load_translation, "embeddings": load_embeddings,
 }
 
 
@@ -312,8 +382,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="languages whose wav2vec2 alignment model is baked (space or "
                              "comma separated)")
     parser.add_argument("--with", dest="with_groups", action="append", default=[],
-                        metavar="GROUP",
-                        help=f"add an optional group ({', '.join(OPTIONAL_GROUPS)})")
+                        metavar="GROUP|ITEM",
+                        help="add an optional group or item "
+                             f"({', '.join(OPTIONAL_GROUPS + OPTIONAL_ITEMS)}; NLLB is "
+                             "non-commercial)")
     parser.add_argument("--verify-only", action="store_true",
                         help="only load the items already in --models-dir (offline)")
     args = parser.parse_args(argv)
@@ -322,8 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     languages = tuple(args.align_languages.replace(",", " ").split())
     for language in languages:
         align_model(language)  # an unknown language fails the build before any download
-    items = select(all_items(args.models_dir, languages), args.skip, from_dir,
-                   args.with_groups)
+    items = select(all_items(args.models_dir, languages, tuple(args.with_groups)), args.skip,
+                   from_dir, args.with_groups)
     if args.verify_only:
         verify(items)
         return
@@ -359,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     command = [sys.executable, str(Path(__file__).resolve()), "--verify-only",
                "--models-dir", str(args.models_dir), "--token-file", os.devnull]
     command += [f"--skip={name}" for name in args.skip]
+    command += [f"--align-languages={' '.join(languages)}"]
     command += [f"--with={name}" for name in args.with_groups]
     command += [f"--from-dir={name}={path}" for name, path in from_dir.items()]
     subprocess.run(command, env=offline_env(), check=True)

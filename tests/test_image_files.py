@@ -122,11 +122,48 @@ def test_every_manifest_model_is_an_item_with_the_workers_path(tmp_path: Path) -
     for repo, entry in manifest["diarization"].items():
         assert items[f"diarization/{repo}"].target == tmp_path / entry["dir"]
     assert items["punkt_tab"].target == tmp_path / "nltk_data"
+    for name, entry in manifest["translation"].items():
+        if not entry.get("optional"):
+            assert items[f"translation/{name}"].target == tmp_path / entry["dir"]
+    assert items["embeddings/bge-m3"].target == tmp_path / "embeddings" / "bge-m3"
+
+
+def test_non_commercial_translation_model_is_opt_in(tmp_path: Path) -> None:
+    nllb = "translation/nllb-200-distilled-1.3B"
+    assert "non-commercial" in fetch_models.MANIFEST["translation"][nllb.split("/")[1]][
+        "license"]
+    assert nllb not in {i.key for i in fetch_models.all_items(tmp_path)}
+    assert nllb in {i.key for i in fetch_models.all_items(tmp_path, (nllb,))}
+
+
+@pytest.mark.slow
+def test_translation_and_embedding_models_fetch_and_load_offline(tmp_path: Path) -> None:
+    """The image build's model step for the new groups: a tiny CTranslate2 MT model (built as
+    in test_translation) and a real sentence-transformers folder, copied and loaded offline."""
+    from test_translation import build_tiny_madlad
+
+    tiny = build_tiny_madlad(tmp_path / "tiny")
+    target = tmp_path / "models"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--models-dir", str(target),
+         "--token-file", str(tmp_path / "no-token"),
+         f"--from-dir=translation/madlad400-3b-mt={tiny}",
+         f"--from-dir=embeddings/bge-m3={MODELS / 'all-MiniLM-L6-v2'}",
+         "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=punkt_tab",
+         "--skip=translation", "--skip=embeddings"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fetched translation/madlad400-3b-mt: copied from" in result.stdout
+    assert "loaded  translation/madlad400-3b-mt:" in result.stdout
+    assert "loaded  embeddings/bge-m3: 384-d, window 256 tokens" in result.stdout
+    assert (target / "translation" / "madlad400-3b-mt" / "model.bin").is_file()
 
 
 def test_skip_and_from_dir_select_items(tmp_path: Path) -> None:
     items = fetch_models.all_items(tmp_path, ("ru", "en"))
-    chosen = fetch_models.select(items, ["whisper", "alignment/ru", "diarization"],
+    chosen = fetch_models.select(items, ["whisper", "alignment/ru", "diarization",
+                                         "translation", "embeddings"],
                                  {"large-v3": tmp_path})
     assert [i.key for i in chosen] == ["large-v3", "alignment/en", "punkt_tab"]
     with pytest.raises(SystemExit, match="unknown item"):
@@ -166,7 +203,8 @@ def test_fetch_from_local_dirs_then_load_offline(tmp_path: Path) -> None:
          "--token-file", str(tmp_path / "no-token"),
          f"--from-dir=faster-whisper-large-v3-russian={MODELS / 'base'}",
          f"--from-dir=punkt_tab={MODELS / 'nltk_data'}",
-         "--skip=whisper", "--skip=alignment", "--skip=diarization"],
+         "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=translation",
+         "--skip=embeddings"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -185,7 +223,7 @@ def test_a_model_that_does_not_load_fails_the_fetch(tmp_path: Path) -> None:
         [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
          "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
          f"--from-dir=large-v3={broken}", "--skip=whisper", "--skip=alignment",
-         "--skip=diarization", "--skip=punkt_tab"],
+         "--skip=diarization", "--skip=punkt_tab", "--skip=translation", "--skip=embeddings"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0
@@ -196,7 +234,8 @@ def test_without_a_token_the_gated_pipelines_are_skipped(tmp_path: Path) -> None
     result = subprocess.run(
         [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
          "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
-         "--skip=whisper", "--skip=alignment", "--skip=punkt_tab"],
+         "--skip=whisper", "--skip=alignment", "--skip=punkt_tab", "--skip=translation",
+         "--skip=embeddings"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr

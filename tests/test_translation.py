@@ -1,0 +1,196 @@
+"""Machine translation (src/translation.py) with a tiny MADLAD-style T5 model built here:
+randomly initialised transformers T5 + a word-level tokenizer holding `<2xx>` target tokens,
+converted with CTranslate2's TransformersConverter, then run through the real loader, batching
+and output code. Its output words are random; what is checked is everything around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import translation as mt
+from errors import InputError
+
+WORDS = ("hello there how are you today i am fine thank the weather is good we go home now "
+         "привет как дела хорошо спасибо hallo wie geht es dir").split()
+LANG_TOKENS = ("<2en>", "<2de>", "<2ru>", "<2fr>")
+
+
+def build_tiny_madlad(root: Path) -> Path:
+    import ctranslate2
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {t: i for i, t in enumerate(
+        ("<pad>", "</s>", "<unk>", *LANG_TOKENS, ".", "?", ",", *WORDS))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        additional_special_tokens=list(LANG_TOKENS))
+    source = root / "hf"
+    fast.save_pretrained(source)
+    transformers.set_seed(0)
+    config = transformers.T5Config(
+        vocab_size=len(fast), d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    transformers.T5ForConditionalGeneration(config).save_pretrained(source)
+    target = root / "tiny-madlad"
+    ctranslate2.converters.TransformersConverter(
+        str(source), copy_files=["tokenizer.json", "tokenizer_config.json",
+                                 "special_tokens_map.json"],
+    ).convert(str(target), force=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny_madlad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_madlad(tmp_path_factory.mktemp("mt"))
+
+
+SEGMENTS = [
+    {"id": 0, "start": 0.5, "end": 2.0, "speaker": "SPEAKER_00",
+     "text": " Hello there. How are you today?"},
+    {"id": 1, "start": 2.2, "end": 2.6, "speaker": "SPEAKER_01", "text": " Mm-hmm."},
+    {"id": 2, "start": 3.0, "end": 6.0, "speaker": "SPEAKER_00",
+     "text": " I am fine, thank you. The weather is good. We go home now."},
+]
+
+
+def test_loader_detects_madlad_kind_and_cpu_compute_type(tiny_madlad):
+    model = mt.load(str(tiny_madlad), "cpu", [])
+    assert model.kind == "madlad"
+    assert model.compute_type == "int8"
+    assert model.target_token("de") == "<2de>"
+    assert model.target_token("ja") is None
+
+
+def test_translation_keeps_segments_ids_timings_speakers(tiny_madlad, monkeypatch):
+    # the random model never emits </s> early; a loose ratio lets its output through
+    monkeypatch.setattr(mt, "MAX_LENGTH_RATIO", 50.0)
+    warnings: list[str] = []
+    model = mt.load(str(tiny_madlad), "cpu", warnings)
+    result = mt.translate(model, SEGMENTS, "en", "de", warnings)
+    assert result is not None
+    assert result.language == "de" and result.model == str(tiny_madlad)
+    assert len(result.segments) == len(SEGMENTS)
+    for source, out in zip(SEGMENTS, result.segments, strict=True):
+        assert (out["id"], out["start"], out["end"], out["speaker"]) == (
+            source["id"], source["start"], source["end"], source["speaker"])
+    # the filler is passed through untouched, not sent to the model; the rest is model output
+    assert result.segments[1]["text"] == "Mm-hmm."
+    assert result.kept_source == 0 and warnings == []
+    for i in (0, 2):
+        assert result.segments[i]["text"] and result.segments[i]["text"] != SEGMENTS[i][
+            "text"].strip()
+
+
+def test_own_code_is_accepted(tiny_madlad):
+    model = mt.load(str(tiny_madlad), "cpu", [])
+    assert mt.target_language(model, "<2fr>") == ("fr", "<2fr>")
+    assert mt.target_language(model, "German") == ("de", "<2de>")
+
+
+def test_unknown_target_names_field_and_how_to_find_codes(tiny_madlad):
+    model = mt.load(str(tiny_madlad), "cpu", [])
+    with pytest.raises(InputError) as err:
+        mt.translate(model, SEGMENTS, "en", "ja", [])
+    message = str(err.value)
+    assert message.startswith("translate_to: 'ja' is not a language translation_model")
+    assert "ISO 639-1" in message and "<2de>" in message and "README" in message
+
+
+def test_same_language_is_a_noop_with_warning(tiny_madlad):
+    warnings: list[str] = []
+    model = mt.load(str(tiny_madlad), "cpu", warnings)
+    assert mt.translate(model, SEGMENTS, "en", "en", warnings) is None
+    assert warnings == ["translate_to: the audio is already in 'en'; nothing to translate."]
+
+
+def test_runaway_output_keeps_source_with_warning(tiny_madlad):
+    # the random model runs on to the length limit: a real runaway, as on noisy speech text
+    warnings: list[str] = []
+    model = mt.load(str(tiny_madlad), "cpu", warnings)
+    result = mt.translate(model, SEGMENTS[:1], "en", "de", warnings)
+    assert result.kept_source == 2
+    assert result.segments[0]["text"] == "Hello there. How are you today?"
+    assert warnings == ["translation: 2 sentence(s) came out much longer than the source (a "
+                        "repetition loop); the source text was kept for them."]
+
+
+def test_multi_sentence_text_is_split_with_punkt(tiny_madlad):
+    model = mt.load(str(tiny_madlad), "cpu", [])
+    assert mt.split(SEGMENTS[2]["text"], "en", model.tokenizer) == [
+        "I am fine, thank you.", "The weather is good.", "We go home now."]
+    assert mt.split("Привет. Как дела?", "ru", model.tokenizer) == ["Привет.", "Как дела?"]
+
+
+def test_long_sentence_is_cut_on_word_boundaries(tiny_madlad, monkeypatch):
+    monkeypatch.setattr(mt, "MAX_SOURCE_TOKENS", 5)
+    model = mt.load(str(tiny_madlad), "cpu", [])
+    pieces = mt.split("we go home now we go home now we go home", "en", model.tokenizer)
+    assert " ".join(pieces) == "we go home now we go home now we go home"
+    assert all(len(model.tokenizer.tokenize(p)) <= 5 for p in pieces)
+
+
+def test_unknown_translation_model_lists_baked_ones():
+    with pytest.raises(InputError, match=r"^translation_model: 'nope' is not a CTranslate2 "
+                                         r"translation model.*madlad400-3b-mt"):
+        mt.load("nope", "cpu", [])
+
+
+def test_madlad_never_runs_in_float16():
+    assert mt.compute_type("madlad", "cpu", []) == "int8"
+    assert mt.compute_type("marian", "cpu", []) == "int8"
+
+
+def test_whisper_models_that_cannot_translate_get_a_warning():
+    note = mt.cant_translate_warning("faster-whisper-large-v3-russian", "/models/x")
+    assert note and "translate_to: en" in note
+    assert mt.cant_translate_warning("base", "models/base") is None
+
+
+def test_translate_to_through_the_handler(run_job, sample_clip, local_file, tiny_madlad,
+                                         monkeypatch):
+    monkeypatch.setattr(mt, "MAX_LENGTH_RATIO", 50.0)
+    result = run_job({"audio_file": local_file(sample_clip(8)), "language": "en",
+                      "diarization": False, "align_output": False, "translate_to": "de",
+                      "translation_model": str(tiny_madlad), "output_format": "srt",
+                      "debug": True})
+    assert "error" not in result, result.get("error")
+    translated = result["translated"]
+    assert translated["language"] == "de" and translated["model"] == str(tiny_madlad)
+    assert len(translated["segments"]) == len(result["segments"]) > 0
+    for i, (source, out) in enumerate(zip(result["segments"], translated["segments"],
+                                          strict=True)):
+        assert out["id"] == source.get("id", i)
+        assert (out["start"], out["end"]) == (source["start"], source["end"])
+    assert translated["srt"].startswith("1\n00:00:")
+    assert translated["srt"].count(" --> ") == len(translated["segments"])
+    assert result["debug_info"]["timings"]["translation"] >= 0
+
+
+def test_unknown_target_through_the_handler_is_a_clear_error(run_job, sample_clip, local_file,
+                                                             tiny_madlad):
+    result = run_job({"audio_file": local_file(sample_clip(8)), "language": "en",
+                      "diarization": False, "align_output": False, "translate_to": "xx",
+                      "translation_model": str(tiny_madlad)})
+    assert "translate_to: 'xx'" in result["error"]
+
+
+def test_task_translate_on_real_russian_speech_gives_english(run_job, russian_speech,
+                                                             local_file):
+    path, _ = russian_speech
+    result = run_job({"audio_file": local_file(path), "task": "translate", "language": "ru",
+                      "diarization": False, "align_output": False,
+                      "temperature_increment_on_fallback": None})
+    assert "error" not in result, result.get("error")
+    text = " ".join(s["text"] for s in result["segments"]).lower()
+    assert "operator" in text and "password" in text, text
+    assert not any("а" <= ch <= "я" for ch in text)
+    # models/base was trained to translate: no suggestion to use translate_to
+    assert not any("translate_to" in w for w in result["warnings"])
