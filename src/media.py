@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 import requests
 import soundfile
-from whisperx.audio import SAMPLE_RATE, load_audio
+from whisperx.audio import SAMPLE_RATE
 
 import settings
 from errors import AudioError
@@ -239,12 +240,7 @@ def load(source: Source) -> Audio:
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             reason = f"direct read failed ({exc}); decoded with ffmpeg"
     if waveform is None:
-        try:
-            waveform = load_audio(str(source.path), SAMPLE_RATE)
-        except RuntimeError as exc:
-            # ffmpeg's last stderr line names the problem
-            detail = str(exc).strip().splitlines()[-1][:200]
-            raise AudioError(f"audio: ffmpeg could not decode the file ({detail}).") from None
+        waveform = decode_ffmpeg(source.path, float(fmt.get("duration") or 0))
     if waveform.size == 0:
         raise AudioError("audio: the file decodes to 0 seconds of audio; send a longer file.")
     duration = waveform.shape[0] / SAMPLE_RATE
@@ -262,6 +258,46 @@ def load(source: Source) -> Audio:
         actual["sample_rate"], actual["channels"], reason,
     )
     return Audio(waveform, duration, _sha256(source.path), check)
+
+
+CHUNK_SAMPLES = 1 << 18  # ~16 s of audio per read from ffmpeg's pipe
+
+
+def decode_ffmpeg(path: Path, declared_seconds: float) -> np.ndarray:
+    """16 kHz mono float32 of any file ffmpeg opens, streamed into one preallocated array.
+
+    Same ffmpeg command as whisperx's `load_audio`, but its output is never held whole as bytes,
+    int16 and float32 at once (3 h of audio: ~1.7 GB of copies): each pipe chunk is scaled into
+    its slot of the array, sized from the container's declared length (grown if it lied).
+    """
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", str(path), "-f", "s16le", "-ac", "1",
+           "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-"]
+    out = np.empty(max(int(declared_seconds * SAMPLE_RATE) + SAMPLE_RATE, CHUNK_SAMPLES),
+                   dtype=np.float32)
+    filled, odd = 0, b""
+    # stderr to a file: a pipe nobody reads would block ffmpeg once full
+    with tempfile.TemporaryFile() as stderr, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=stderr
+    ) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(2 * CHUNK_SAMPLES):
+            chunk = odd + chunk
+            usable = len(chunk) - len(chunk) % 2
+            odd = chunk[usable:]
+            samples = np.frombuffer(chunk[:usable], dtype=np.int16)
+            if filled + samples.size > out.size:
+                out = np.resize(out, max(out.size * 2, filled + samples.size))  # rare
+            np.multiply(samples, 1 / 32768.0, out=out[filled:filled + samples.size],
+                        casting="unsafe")
+            filled += samples.size
+        if proc.wait() != 0:
+            stderr.seek(0)
+            lines = stderr.read().decode(errors="replace").strip().splitlines() or ["error"]
+            # ffmpeg's last stderr line names the problem
+            raise AudioError(f"audio: ffmpeg could not decode the file ({lines[-1][:200]}).")
+    if filled < out.size // 2:
+        return out[:filled].copy()  # declared length far too long: don't keep the slack
+    return out[:filled]
 
 
 def _check_length(seconds: float) -> None:

@@ -110,12 +110,16 @@ def predict(
             aligned = alignment.align(
                 segments, audio.waveform, language.code, job, loaded, job.task, warnings
             )
+            if device == "cuda":  # torch stage: give its cached GPU blocks back
+                gpu_faults.free_memory()
         segments = aligned.segments
 
     diarized = None
     if job.diarization:
         with timings.stage("diarization"):
             diarized = diarization.diarize(audio.waveform, job, device, warnings)
+            if device == "cuda":  # torch stage: give its cached GPU blocks back
+                gpu_faults.free_memory()
         if diarized is not None:
             segments = whisperx.assign_word_speakers(diarized.turns, {"segments": segments})[
                 "segments"]
