@@ -13,13 +13,14 @@ import json
 import logging
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile
-from whisperx.audio import SAMPLE_RATE, load_audio
+from whisperx.audio import SAMPLE_RATE
 
 import download
 import settings
@@ -199,12 +200,7 @@ def load(source: Source, warnings: list[str]) -> Audio:
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             reason = f"direct read failed ({exc}); decoded with ffmpeg"
     if waveform is None:
-        try:
-            waveform = load_audio(str(source.path), SAMPLE_RATE)
-        except RuntimeError as exc:
-            # ffmpeg's last stderr line names the problem
-            detail = str(exc).strip().splitlines()[-1][:200]
-            raise AudioError(f"audio: ffmpeg could not decode the file ({detail}).") from None
+        waveform = decode_ffmpeg(source.path, float(fmt.get("duration") or 0))
     if waveform.size == 0:
         if declared > 0:
             raise _nothing_decodes(declared)
@@ -256,6 +252,46 @@ def _wav_header_seconds(path: Path) -> float:
             else:
                 f.seek(size + size % 2, 1)
     return 0.0
+
+
+CHUNK_SAMPLES = 1 << 18  # ~16 s of audio per read from ffmpeg's pipe
+
+
+def decode_ffmpeg(path: Path, declared_seconds: float) -> np.ndarray:
+    """16 kHz mono float32 of any file ffmpeg opens, streamed into one preallocated array.
+
+    Same ffmpeg command as whisperx's `load_audio`, but its output is never held whole as bytes,
+    int16 and float32 at once (3 h of audio: ~1.7 GB of copies): each pipe chunk is scaled into
+    its slot of the array, sized from the container's declared length (grown if it lied).
+    """
+    cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", str(path), "-f", "s16le", "-ac", "1",
+           "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-"]
+    out = np.empty(max(int(declared_seconds * SAMPLE_RATE) + SAMPLE_RATE, CHUNK_SAMPLES),
+                   dtype=np.float32)
+    filled, odd = 0, b""
+    # stderr to a file: a pipe nobody reads would block ffmpeg once full
+    with tempfile.TemporaryFile() as stderr, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=stderr
+    ) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(2 * CHUNK_SAMPLES):
+            chunk = odd + chunk
+            usable = len(chunk) - len(chunk) % 2
+            odd = chunk[usable:]
+            samples = np.frombuffer(chunk[:usable], dtype=np.int16)
+            if filled + samples.size > out.size:
+                out = np.resize(out, max(out.size * 2, filled + samples.size))  # rare
+            np.multiply(samples, 1 / 32768.0, out=out[filled:filled + samples.size],
+                        casting="unsafe")
+            filled += samples.size
+        if proc.wait() != 0:
+            stderr.seek(0)
+            lines = stderr.read().decode(errors="replace").strip().splitlines() or ["error"]
+            # ffmpeg's last stderr line names the problem
+            raise AudioError(f"audio: ffmpeg could not decode the file ({lines[-1][:200]}).")
+    if filled < out.size // 2:
+        return out[:filled].copy()  # declared length far too long: don't keep the slack
+    return out[:filled]
 
 
 def _check_length(seconds: float) -> None:

@@ -22,6 +22,7 @@ import ctranslate2
 import torch
 from whisperx.vads import Pyannote
 
+import gpu_faults
 import settings
 from decoding import ThresholdedWhisperModel
 from errors import InputError
@@ -92,12 +93,19 @@ def resolve_compute_type(requested: str, dev: str, warnings: list[str]) -> str:
     supported = ctranslate2.get_supported_compute_types(dev)
     if requested in ("default", "auto") or requested in supported:
         return requested
-    fallback = "int8" if "int8" in supported else "float32"
+    fallback = fallback_compute_type(dev, supported)
     warnings.append(
         f"compute_type '{requested}' is not supported on {dev}; using '{fallback}'. "
         f"Supported here: {', '.join(sorted(supported))}."
     )
     return fallback
+
+
+def fallback_compute_type(dev: str, supported: set[str]) -> str:
+    """What to use instead of an unsupported compute type: on a GPU a half-precision type
+    (int8 there runs in float32 and is slower than float16), on a CPU int8."""
+    preferred = ("int8_float16", "float16") if dev == "cuda" else ("int8",)
+    return next((t for t in (*preferred, "float32") if t in supported), "float32")
 
 
 @dataclass(frozen=True)
@@ -110,14 +118,21 @@ class Loaded:
 
 
 class ModelCache:
-    """Loaded models stay in memory across jobs, per kind (whisper, align, diarize); beyond
-    `capacity` of a kind the least recently used is dropped (a large-v3 holds ~3 GB of GPU
-    memory in float16, a wav2vec2-large ~1.2 GB)."""
+    """Loaded models stay in memory across jobs. The budget is per kind (whisper, align,
+    diarize, vad): a job needs one of each at once, so one shared budget below four would
+    unload within a job. Beyond `capacity` of a kind the least recently used is dropped and
+    torch's cached GPU memory released (a large-v3 holds ~3 GB of GPU memory in float16, a
+    wav2vec2-large ~1.2 GB)."""
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
         self._models: dict[str, OrderedDict[tuple, Any]] = {}
-        self._lock = threading.Lock()
+        # (path, requested "default"/"auto", device) -> the concrete type CTranslate2 chose
+        self._resolved: dict[tuple, str] = {}
+        self._lock = threading.RLock()
+
+    def loaded(self, kind: str) -> list[tuple]:
+        return list(self._models.get(kind, {}))
 
     def get(self, kind: str, key: tuple, load: Callable[[], Any]) -> tuple[Any, float]:
         """The cached model for `key`, loading it if needed; also the seconds spent loading."""
@@ -131,21 +146,43 @@ class ModelCache:
             models[key] = load()
             seconds = time.perf_counter() - start
             log.info("loaded %s model %s in %.1f s", kind, key[0], seconds)
-            while len(models) > self.capacity:
-                dropped, _ = models.popitem(last=False)
-                log.info("unloaded %s model %s (MAX_LOADED_MODELS)", kind, dropped[0])
+            self._evict(kind)
             return models[key], seconds
 
+    def _evict(self, kind: str) -> None:
+        models = self._models[kind]
+        if len(models) <= self.capacity:
+            return
+        while len(models) > self.capacity:
+            dropped, _ = models.popitem(last=False)
+            log.info("unloaded %s model %s (MAX_LOADED_MODELS)", kind, dropped[0])
+        gpu_faults.free_memory()  # else torch keeps the freed blocks reserved
+
     def whisper(self, path: str, compute_type: str, dev: str) -> Loaded:
-        model, seconds = self.get(
-            "whisper", (path, compute_type, dev),
-            lambda: ThresholdedWhisperModel(
-                path, device=dev, compute_type=compute_type,
-                download_root=str(models_dir()) if models_dir().is_dir() else None,
-                local_files_only=offline(), cpu_threads=os.cpu_count() or 4,
-            ),
+        """One entry per concrete compute type: `default`/`auto` are keyed by what CTranslate2
+        resolved them to, so `default` and `float16` on CUDA share one model."""
+        with self._lock:
+            concrete = self._resolved.get((path, compute_type, dev), compute_type)
+            key = (path, concrete, dev)
+            if concrete in ("default", "auto") and key not in self._models.get("whisper", {}):
+                model, seconds = self._load_whisper(path, compute_type, dev)
+                concrete = model.model.compute_type
+                self._resolved[(path, compute_type, dev)] = concrete
+                model, more = self.get("whisper", (path, concrete, dev), lambda: model)
+                return Loaded(model, path, concrete, dev, seconds + more)
+            model, seconds = self.get("whisper", key,
+                                      lambda: self._load_whisper(path, concrete, dev)[0])
+            return Loaded(model, path, concrete, dev, seconds)
+
+    @staticmethod
+    def _load_whisper(path: str, compute_type: str, dev: str) -> tuple[Any, float]:
+        start = time.perf_counter()
+        model = ThresholdedWhisperModel(
+            path, device=dev, compute_type=compute_type,
+            download_root=str(models_dir()) if models_dir().is_dir() else None,
+            local_files_only=offline(), cpu_threads=os.cpu_count() or 4,
         )
-        return Loaded(model, path, compute_type, dev, seconds)
+        return model, time.perf_counter() - start
 
     def vad(self, dev: str) -> Pyannote:
         """whisperx's pyannote VAD (weights ship in the whisperx wheel); thresholds are per job."""

@@ -140,12 +140,16 @@ def predict(
         with timings.stage("alignment"):
             aligned = alignment.align(segments, audio.waveform, language.code, job, loaded,
                                       job.task, transcript.speech, warnings)
+            if device == "cuda":  # torch stage: give its cached GPU blocks back
+                gpu_faults.free_memory()
         segments = aligned.segments
 
     diarized = None
     if job.diarization:
         with timings.stage("diarization"):
             diarized = diarization.diarize(audio.waveform, job, device, warnings)
+            if device == "cuda":  # torch stage: give its cached GPU blocks back
+                gpu_faults.free_memory()
         if diarized is not None:
             # Words get speakers; a segment whose words change speaker is split there.
             segments = speakers.assign(diarized.turns, segments, language.code)

@@ -32,7 +32,8 @@ class WorkerSettings(BaseSettings):
         "with a warning."))
     offline_mode: bool = Field(False, description="Same as `HF_HUB_OFFLINE`.")
     max_loaded_models: int = Field(2, ge=1, description=(
-        "Whisper models kept in memory at once (least recently used dropped)."))
+        "Models kept in memory per kind (Whisper, alignment, diarization, VAD); beyond it the "
+        "least recently used of that kind is dropped and torch's GPU cache released."))
     warm_up: bool = Field(True, description=(
         "Preload the default model (`MODEL`/`COMPUTE_TYPE`) at start."))
     local_input_dir: Path | None = Field(None, description=(
@@ -53,8 +54,9 @@ class WorkerSettings(BaseSettings):
         "times."))
     download_deadline_s: float = Field(600.0, gt=0, description=(
         "Longest a whole download may take (a server dripping bytes can't hold a job)."))
-    max_audio_seconds: float | None = Field(None, gt=0, description=(
-        "Longer inputs are refused before transcription (unset: no limit)."))
+    max_audio_seconds: float | None = Field(14400.0, gt=0, description=(
+        "Longer inputs are refused before transcription (default 4 h: one float32 waveform "
+        "is 230 MB per hour; cost per hour in BENCHMARKS.md)."))
     log_level: str = Field("INFO", description=(
         "Log level of the container log and of each job's `logs`."))
     container_log: Path | None = Field(Path("container_log.txt"), description=(
