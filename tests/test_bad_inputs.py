@@ -18,7 +18,7 @@ GOOD_WAV = Path(__file__).parent.parent / "samples" / "sample.wav"
 
 def wrong_type(p: rp_schema.Param) -> object:
     inner = rp_schema._inner_type(p.type)
-    return {str: 12345, bool: "maybe", int: "many", float: "lots"}[inner]
+    return {str: 12345, bool: "maybe", int: "many", float: "lots", list: "a name"}[inner]
 
 
 @pytest.fixture(scope="module")
