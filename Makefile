@@ -1,7 +1,7 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
 
-.PHONY: run test lint soak image-check
+.PHONY: run test lint soak image-check diarization-bench
 
 run:
 	scripts/setup.sh
@@ -19,6 +19,11 @@ lint:
 soak:
 	scripts/setup.sh
 	.venv/bin/python scripts/soak.py --jobs 200
+
+# DER per condition per token-free diarization candidate (README, Speaker diarization).
+diarization-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/diarization_bench.py --split heldout
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see README.
 image-check:
