@@ -1,7 +1,7 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
 
-.PHONY: run test lint soak bench image-check
+.PHONY: run test lint soak bench diarization-bench image-check
 
 run:
 	scripts/setup.sh
@@ -24,6 +24,11 @@ soak:
 bench:
 	scripts/setup.sh
 	.venv/bin/python scripts/bench.py
+
+# DER per condition per token-free diarization candidate (README, Speaker diarization).
+diarization-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/diarization_bench.py --split heldout
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see README.
 image-check:

@@ -18,12 +18,13 @@ from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 from whisperx.diarize import DiarizationPipeline
 
+from clustering import Settings, SpeakerClustering
+
 SAMPLE_RATE = 16000
 MODEL_NAME = "segmentation-3.0 + CAM++ (speech_campplus_sv_zh_en_16k-common_advanced)"
-# 3.1's threshold (0.7045) is tuned for WeSpeaker. This one (Euclidean distance between unit
-# embeddings, centroid linkage) was chosen on a dev set of synthetic dialogues that excludes
-# the test recording; on that recording any value in 0.52-0.80 gives the same result.
-CLUSTERING_THRESHOLD = 0.56
+# Chosen on the real-voice dev set (scripts/conversations.py --split dev) with
+# scripts/diarization_bench.py; see the README's diarization section.
+DEFAULT = Settings()
 
 
 def _weights() -> tuple[Path, Path]:
@@ -55,30 +56,42 @@ class CAMPPlusEmbedding(Model):
     def dimension(self) -> int:
         return 192
 
+    def features(self, wav: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor | None:
+        """Mean-normalised fbank of one crop's frames where its speaker talks; None when too
+        few remain."""
+        if wav.numel() < 400 + 160 * (self.MIN_FRAMES - 1):
+            return None
+        feats = kaldi.fbank(wav[None].float(), num_mel_bins=80, frame_length=25.0,
+                            frame_shift=10.0, dither=0.0, sample_frequency=SAMPLE_RATE,
+                            window_type="povey", use_energy=False)
+        if weights is not None:
+            mask = F.interpolate(weights.float()[None, None], size=feats.shape[0],
+                                 mode="nearest")[0, 0] > 0.5
+            feats = feats[mask]
+        if feats.shape[0] < self.MIN_FRAMES:
+            return None
+        return feats - feats.mean(dim=0, keepdim=True)
+
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         out = torch.full((waveforms.shape[0], self.dimension), float("nan"),
                          device=waveforms.device)
+        by_length: dict[int, list[tuple[int, torch.Tensor]]] = {}
         for b in range(waveforms.shape[0]):
-            wav = waveforms[b, 0]
-            too_short = wav.numel() < 400 + 160 * (self.MIN_FRAMES - 1)
-            if not too_short:
-                feats = kaldi.fbank(wav[None].float(), num_mel_bins=80, frame_length=25.0,
-                                    frame_shift=10.0, dither=0.0, sample_frequency=SAMPLE_RATE,
-                                    window_type="povey", use_energy=False)
-                if weights is not None:
-                    mask = F.interpolate(weights[b].float()[None, None], size=feats.shape[0],
-                                         mode="nearest")[0, 0] > 0.5
-                    feats = feats[mask]
-                too_short = feats.shape[0] < self.MIN_FRAMES
-            if too_short:
+            feats = self.features(waveforms[b, 0], None if weights is None else weights[b])
+            if feats is None:
                 if weights is None:  # pyannote probes the shortest usable input this way
                     raise ValueError("waveform too short for CAM++")
                 continue
-            out[b] = self.campp((feats - feats.mean(dim=0, keepdim=True))[None])[0]
+            by_length.setdefault(feats.shape[0], []).append((b, feats))
+        # One forward per length: padding would change CAM++'s pooled statistics, equal
+        # lengths batch exactly (unmasked crops and speakers active for the whole crop).
+        for group in by_length.values():
+            rows = [b for b, _ in group]
+            out[rows] = self.campp(torch.stack([f for _, f in group]))
         return out
 
 
-def build_pipeline(device: str) -> SpeakerDiarization:
+def build_pipeline(device: str, settings: Settings = DEFAULT) -> SpeakerDiarization:
     segmentation_ckpt, campp_ckpt = _weights()
     with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
         warnings.simplefilter("ignore")
@@ -94,8 +107,9 @@ def build_pipeline(device: str) -> SpeakerDiarization:
     pipeline.instantiate({
         "segmentation": {"min_duration_off": 0.0},
         "clustering": {"method": "centroid", "min_cluster_size": 12,
-                       "threshold": CLUSTERING_THRESHOLD},
+                       "threshold": DEFAULT.threshold},
     })
+    pipeline.clustering = SpeakerClustering(settings)  # same contract, see clustering.py
     return pipeline.to(torch.device(device))
 
 

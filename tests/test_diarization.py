@@ -182,3 +182,91 @@ def test_pipeline_baked_under_models_dir_is_found_by_name(run_job, clip, pyannot
         "backend": "pyannote", "model": str(models / "diarization" / "speaker-diarization-3.1"),
         "turns": result["debug_info"]["diarization"]["turns"]}
     assert result["speakers"]
+
+
+# --- token-free default on real multi-voice conversations (scripts/conversations.py) ---
+
+def _conversation(condition: str, index: int):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+    import conversations
+
+    # held-out split: recordings never used to tune the clustering (that used --split dev)
+    return conversations.conversation(condition, index, "heldout")
+
+
+# Issue 8's bar for the token-free default on real voices: the right speaker count and DER
+# under 0.35 (its meeting-clip target). The threshold is the issue's, not fitted to this clip.
+HELDOUT_CASES = {("overlap-3", 0): 0.35}
+
+
+# strict: when a clustering meets the bar this XPASSes and the mark must go.
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1 open: the default campplus clustering "
+                   "finds 2 of these 3 real voices")
+@pytest.mark.parametrize(("condition", "index"), sorted(HELDOUT_CASES))
+def test_default_backend_on_a_held_out_real_voice_conversation(condition, index):
+    import diarization
+    import rp_schema
+
+    mix = _conversation(condition, index)
+    job = rp_schema.resolve({"audio_file": "x"}, {}).values  # the default: no token
+    warnings: list[str] = []
+    result = diarization.diarize(mix.audio, job, "cpu", warnings)
+    assert result is not None and result.backend == "campplus"
+    hypothesis = Annotation()
+    for row in result.turns.itertuples():
+        hypothesis[Segment(row.start, row.end)] = row.speaker
+    reference = mix.reference()
+    assert len(hypothesis.labels()) == len(reference.labels())
+    der = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis)
+    assert der <= HELDOUT_CASES[(condition, index)]
+
+
+def test_campplus_batched_embeddings_equal_one_at_a_time():
+    """CAMPPlusEmbedding.forward batches crops of equal length: the same vectors as one crop at
+    a time, on real speech, with and without pyannote's per-frame speaker masks."""
+    import soundfile
+    import torch
+
+    import campplus
+
+    audio, _ = soundfile.read(SAMPLE, dtype="float32")
+    crops = torch.from_numpy(audio[: 6 * 16000 * 4].reshape(6, 1, -1)[:, :, :40000].copy())
+    model = campplus.CAMPPlusEmbedding(campplus._weights()[1])
+    weights = torch.ones(6, 293)
+    weights[2, :100] = 0  # a different length: its own forward
+    weights[5, 200:] = 0
+    with torch.inference_mode():
+        for w in (None, weights):
+            batched = model(crops, w)
+            single = torch.cat([model(crops[i: i + 1], None if w is None else w[i: i + 1])
+                                for i in range(len(crops))])
+            assert torch.allclose(batched, single, atol=1e-4)
+
+
+def test_clustering_keeps_pyannote_contract_and_bounded_memory(monkeypatch):
+    """SpeakerClustering answers pyannote's clustering call (hard (chunks, speakers), soft
+    (chunks, speakers, k), centroids (k, dim)); beyond MAX_EMBEDDINGS it clusters an even
+    subsample and still assigns every embedding."""
+    import numpy as np
+    from pyannote.core import SlidingWindow, SlidingWindowFeature
+
+    import clustering
+
+    monkeypatch.setattr(clustering, "MAX_EMBEDDINGS", 50)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 192))
+    truth = rng.integers(0, 3, size=(200, 3))
+    embeddings = centres[truth] + 0.1 * rng.normal(size=(200, 3, 192))
+    segmentation = np.zeros((200, 100, 3))
+    segmentation[:, :40, 0] = segmentation[:, 40:70, 1] = segmentation[:, 70:, 2] = 1
+    frames = SlidingWindowFeature(segmentation, SlidingWindow(start=0, duration=10, step=1))
+    for settings in (clustering.Settings(), clustering.Settings(method="spectral"),
+                     clustering.Settings(local_count=0.2)):
+        hard, soft, centroids = clustering.SpeakerClustering(settings)(
+            embeddings=embeddings, segmentations=frames)
+        assert hard.shape == (200, 3) and soft.shape == (200, 3, 3) and centroids.shape == (3, 192)
+        # one cluster per true speaker
+        assert len({(t, h) for t, h in zip(truth.ravel(), hard.ravel(), strict=True)}) == 3
+    assert clustering.local_speaker_bound(frames, 0.2) == 3
