@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the worker needs on a fresh Debian/Ubuntu machine; idempotent and quick when
-# nothing changed. `--test` adds what the tests need (espeak-ng, Debian's Russian and English
-# recorded prompts).
+# nothing changed. `--test` adds what the tests need (espeak-ng, and Debian's recorded prompt
+# voices: Russian, English, French, Italian, Spanish, for real multi-voice conversations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(ffmpeg)
 if [[ "${1:-}" == "--test" ]]; then
   apt_packages+=(espeak-ng asterisk-core-sounds-ru-wav asterisk-core-sounds-ru
-                asterisk-core-sounds-en-wav asterisk-core-sounds-en)
+                asterisk-core-sounds-en-wav asterisk-core-sounds-en asterisk-core-sounds-fr-wav
+                asterisk-core-sounds-it-wav asterisk-prompt-it-menardi-wav
+                asterisk-prompt-fr-armelle asterisk-prompt-es-co)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -19,7 +21,10 @@ if ((${#missing[@]})); then
   [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
   echo "setup: installing ${missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # One package per call: some voice packages can't be resolved together in one transaction.
+  for pkg in "${missing[@]}"; do
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$pkg"
+  done
 fi
 
 # The virtual environment is rebuilt only when requirements.lock changes.

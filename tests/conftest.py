@@ -25,7 +25,7 @@ MODELS = ROOT / "models"
 SAMPLES = ROOT / "samples"
 RU_SOUNDS = Path("/usr/share/asterisk/sounds/ru")
 RU_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-ru/core-sounds-ru.txt.gz")
-EN_SOUNDS = Path("/usr/share/asterisk/sounds/en")
+EN_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")  # not the "en" alternative
 EN_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SAMPLE_RTTM = SAMPLES / "sample.rttm"
 
