@@ -190,7 +190,8 @@ def test_distil_models_are_baked_only_when_asked_for(tmp_path: Path) -> None:
     chosen = fetch_models.select(items, skip, {}, ["distil"])
     assert [i.key for i in chosen] == list(fetch_models.MANIFEST["whisper_distil"])
     assert chosen[0].target == tmp_path / "distil-large-v3"
-    with pytest.raises(SystemExit, match="--with takes distil, got whisper"):
+    with pytest.raises(SystemExit, match="--with takes distil, translation/nllb-200-distilled-"
+                                         "1.3B, got whisper"):
         fetch_models.select(items, [], {}, ["whisper"])
 
 
