@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -31,28 +33,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def api(assets_ready: None) -> Iterator[str]:
+@contextlib.contextmanager
+def local_api(log: Path, **env: str) -> Iterator[str]:
+    """runpod's local API server (`--rp_serve_api`) on a free loopback port; yields its URL.
+    Its output goes to `log`: an unread pipe would fill up and block the server."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-         "--rp_api_port", str(port)],
-        cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+             "--rp_api_port", str(port)],
+            cwd=ROOT, env=worker_env(**env), stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                requests.get(f"{url}/docs", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            proc.kill()
+            pytest.fail(f"API server did not start:\n{log.read_text()[-3000:]}")
         try:
-            requests.get(f"{url}/docs", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"API server did not start:\n{proc.stdout.read()[-3000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with local_api(tmp_path_factory.mktemp("api") / "server.log") as url:
+        yield url
 
 
 def test_runsync_transcribes(api: str) -> None:

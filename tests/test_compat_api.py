@@ -5,17 +5,14 @@ faster-whisper worker's `.runpod/tests.json`, and a data: URI."""
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import MODELS, ROOT
-from test_api import free_port, worker_env
+from conftest import MODELS
+from test_api import local_api
 
 
 @pytest.fixture(scope="module")
@@ -27,30 +24,9 @@ def compat_api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory,
     models = tmp_path_factory.mktemp("image-models")
     for name in ("base", "large-v3"):
         (models / name).symlink_to(MODELS / name if name == "base" else MODELS / "base")
-    port = free_port()
-    # The server's log goes to a file: an unread pipe fills up and blocks the server.
-    log = (models / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-         "--rp_api_port", str(port)],
-        cwd=ROOT, env=worker_env(MODELS_DIR=str(models), ALLOW_PRIVATE_URLS="true"),
-        stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            requests.get(f"{url}/docs", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"API server did not start:\n{(models / 'server.log').read_text()[-3000:]}")
-    yield url, serve_directory(sample_clip(CLIP).parent)
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with local_api(models / "server.log", MODELS_DIR=str(models),
+                   ALLOW_PRIVATE_URLS="true") as url:
+        yield url, serve_directory(sample_clip(CLIP).parent)
 
 
 CLIP = 10  # seconds of the real two-speaker sample: "... this is diane in new jersey"
