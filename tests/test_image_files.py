@@ -25,6 +25,13 @@ import runpod_hub  # noqa: E402
 from pyannote_dir import PUBLISHED_3_1  # noqa: E402
 
 
+def fetch_models_cli(*args: str, env: dict[str, str] | None = None
+                     ) -> subprocess.CompletedProcess[str]:
+    """builder/fetch_models.py run as the image build runs it, in its own interpreter."""
+    return subprocess.run([sys.executable, str(ROOT / "builder" / "fetch_models.py"), *args],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
 def instructions(path: Path) -> list[str]:
     """A Dockerfile's instructions, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
@@ -144,14 +151,13 @@ def test_translation_and_embedding_models_fetch_and_load_offline(tmp_path: Path)
 
     tiny = build_tiny_madlad(tmp_path / "tiny")
     target = tmp_path / "models"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--models-dir", str(target),
-         "--token-file", str(tmp_path / "no-token"),
-         f"--from-dir=translation/madlad400-3b-mt={tiny}",
-         f"--from-dir=embeddings/bge-m3={MODELS / 'all-MiniLM-L6-v2'}",
-         "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=punkt_tab",
-         "--skip=translation", "--skip=embeddings"],
-        capture_output=True, text=True, timeout=300,
+    result = fetch_models_cli(
+        "--models-dir", str(target),
+        "--token-file", str(tmp_path / "no-token"),
+        f"--from-dir=translation/madlad400-3b-mt={tiny}",
+        f"--from-dir=embeddings/bge-m3={MODELS / 'all-MiniLM-L6-v2'}",
+        "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=punkt_tab",
+        "--skip=translation", "--skip=embeddings",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "fetched translation/madlad400-3b-mt: copied from" in result.stdout
@@ -199,14 +205,13 @@ def test_distil_models_are_baked_only_when_asked_for(tmp_path: Path) -> None:
 def test_fetch_from_local_dirs_then_load_offline(tmp_path: Path) -> None:
     """The image check's own fetch, for real: copy, then load in a fresh offline interpreter."""
     target = tmp_path / "models"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--models-dir", str(target),
-         "--token-file", str(tmp_path / "no-token"),
-         f"--from-dir=faster-whisper-large-v3-russian={MODELS / 'base'}",
-         f"--from-dir=punkt_tab={MODELS / 'nltk_data'}",
-         "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=translation",
-         "--skip=embeddings"],
-        capture_output=True, text=True, timeout=300,
+    result = fetch_models_cli(
+        "--models-dir", str(target),
+        "--token-file", str(tmp_path / "no-token"),
+        f"--from-dir=faster-whisper-large-v3-russian={MODELS / 'base'}",
+        f"--from-dir=punkt_tab={MODELS / 'nltk_data'}",
+        "--skip=whisper", "--skip=alignment", "--skip=diarization", "--skip=translation",
+        "--skip=embeddings",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "loaded  faster-whisper-large-v3-russian: multilingual" in result.stdout
@@ -220,24 +225,20 @@ def test_a_model_that_does_not_load_fails_the_fetch(tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.bin").write_bytes(b"not a model")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
-         "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
-         f"--from-dir=large-v3={broken}", "--skip=whisper", "--skip=alignment",
-         "--skip=diarization", "--skip=punkt_tab", "--skip=translation", "--skip=embeddings"],
-        capture_output=True, text=True, timeout=300,
+    result = fetch_models_cli(
+        "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
+        f"--from-dir=large-v3={broken}", "--skip=whisper", "--skip=alignment",
+        "--skip=diarization", "--skip=punkt_tab", "--skip=translation", "--skip=embeddings",
     )
     assert result.returncode != 0
     assert "FAILED  large-v3" in result.stdout
 
 
 def test_without_a_token_the_gated_pipelines_are_skipped(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "fetch_models.py"),
-         "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
-         "--skip=whisper", "--skip=alignment", "--skip=punkt_tab", "--skip=translation",
-         "--skip=embeddings"],
-        capture_output=True, text=True, timeout=300,
+    result = fetch_models_cli(
+        "--models-dir", str(tmp_path / "models"), "--token-file", str(tmp_path / "no-token"),
+        "--skip=whisper", "--skip=alignment", "--skip=punkt_tab", "--skip=translation",
+        "--skip=embeddings",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "skipping the gated diarization/pyannote/speaker-diarization-3.1" in result.stdout
@@ -290,12 +291,12 @@ def test_self_contained_3_1_pipeline_loads_offline(tmp_path: Path) -> None:
     (pipeline / "config.yaml").write_text(PUBLISHED_3_1)
     fetch_models.make_self_contained(pipeline, parts)
 
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "fetch_models.py"), "--verify-only",
-         "--models-dir", str(models), "--skip=whisper", "--skip=alignment", "--skip=punkt_tab",
-         "--skip=translation", "--skip=embeddings",
-         "--skip=diarization/pyannote/speaker-diarization-community-1"],
-        env=fetch_models.offline_env(), capture_output=True, text=True, timeout=300,
+    result = fetch_models_cli(
+        "--verify-only",
+        "--models-dir", str(models), "--skip=whisper", "--skip=alignment", "--skip=punkt_tab",
+        "--skip=translation", "--skip=embeddings",
+        "--skip=diarization/pyannote/speaker-diarization-community-1",
+        env=fetch_models.offline_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"loaded  diarization/{repo}: SpeakerDiarization" in result.stdout

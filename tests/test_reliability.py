@@ -13,6 +13,7 @@ import torch
 import asr
 
 FAST = {"diarization": False, "align_output": False, "language": "en"}
+DIARIZE = {"language": "en", "align_output": False, "diarization_backend": "campplus"}
 
 
 @pytest.fixture
@@ -64,8 +65,7 @@ def _oom_in_pyannote(monkeypatch, times: int) -> list[tuple[int, int]]:
 def test_out_of_memory_in_diarization_is_retried_with_smaller_batches(run_job, short,
                                                                       monkeypatch):
     calls = _oom_in_pyannote(monkeypatch, times=1)
-    result = run_job({"audio_file": short, "language": "en", "align_output": False,
-                      "diarization_backend": "campplus"})
+    result = run_job({"audio_file": short} | DIARIZE)
     assert "error" not in result, result["error"]
     assert calls == [(32, 32), (16, 16)]
     assert ("diarization ran out of GPU memory at batch_size=32; retried with batch_size=16. "
@@ -73,16 +73,14 @@ def test_out_of_memory_in_diarization_is_retried_with_smaller_batches(run_job, s
     assert result["speakers"] and all(s.get("speaker") for s in result["segments"])
     # the shared pipeline keeps its batch sizes for the next job
     again = _oom_in_pyannote(monkeypatch, times=0)
-    assert run_job({"audio_file": short, "language": "en", "align_output": False,
-                    "diarization_backend": "campplus"})["speakers"]
+    assert run_job({"audio_file": short} | DIARIZE)["speakers"]
     assert again == [(32, 32)]
 
 
 def test_out_of_memory_twice_in_diarization_is_a_warning_not_a_failure(run_job, short,
                                                                        monkeypatch):
     calls = _oom_in_pyannote(monkeypatch, times=2)
-    result = run_job({"audio_file": short, "language": "en", "align_output": False,
-                      "diarization_backend": "campplus"})
+    result = run_job({"audio_file": short} | DIARIZE)
     assert "error" not in result, result["error"]
     assert len(calls) == 2 and "speakers" not in result
     assert any(w.startswith("speaker diarization failed (OutOfMemoryError: CUDA out of memory")
