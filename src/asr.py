@@ -135,8 +135,8 @@ def transcribe(
         if r.text.strip()
     ]
     log.info(
-        "%s: %d windows, %d re-decoded in %d batched passes, %d dropped as silence", task,
-        stats.windows, stats.redecoded, stats.fallback_passes, stats.silent,
+        "%s: %d windows, %d re-decoded in %d batched passes (%d stable), %d dropped as silence",
+        task, stats.windows, stats.redecoded, stats.fallback_passes, stats.stable, stats.silent,
     )
     return Transcript(segments, stats, windows.speech)
 

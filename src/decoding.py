@@ -11,7 +11,12 @@ log-prob / compression-ratio thresholds. `ThresholdedWhisperModel` overrides tha
    `best_of` candidates above 0), asking for `no_speech_prob` in the same pass;
 2. windows that fail a threshold are decoded again, together, at each next temperature,
    reusing the encoder output (only their rows are taken from it);
-3. a window whose last result still fails keeps its best candidate (faster-whisper's rule);
+3. a window whose re-decode says what its previous try said is *stable* and stops there:
+   the audio really says it (repetitive speech such as an IVR menu trips the gzip rule with
+   confident text), and higher temperatures only add noise — in faster-whisper each such
+   window costs all five passes and keeps its first result anyway. A decode that ran to the
+   length limit is a loop, never stable;
+4. a window whose last result still fails keeps its best candidate (faster-whisper's rule);
    a window with no_speech_prob above its threshold whose log-probability is not above
    `log_prob_threshold` is silence: not re-decoded, and dropped (empty text).
 
@@ -21,7 +26,9 @@ order, because whisperx's pipeline passes on only `text` and `avg_logprob`.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +41,10 @@ from faster_whisper.transcribe import TranscriptionOptions, get_compression_rati
 from whisperx.asr import WhisperModel
 
 log = logging.getLogger("worker.decoding")
+
+# Two tries agree when this share of their characters match (difflib ratio, case and
+# punctuation ignored): a sampled spelling ("DGM"/"DigM") is still the same text.
+STABLE_SIMILARITY = 0.9
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class DecodeStats:
     redecoded: int = 0  # windows decoded again at a higher temperature
     silent: int = 0  # windows dropped as silence
     fallback_passes: int = 0  # batched decoding passes at temperatures[1:]
+    stable: int = 0  # re-decoded windows that stopped early: the re-decode repeated them
     temperatures: list[float] = field(default_factory=list)  # final temperature per re-decode
     results: list[WindowResult] = field(default_factory=list)  # every window, in order
 
@@ -81,12 +93,25 @@ def needs_fallback(result: WindowResult, options: TranscriptionOptions) -> bool:
     return failed and not silent
 
 
+def _normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def is_stable(previous: WindowResult, current: WindowResult, token_limit: int) -> bool:
+    """The re-decode repeats the previous try (see the module docstring, rule 3)."""
+    if len(current.tokens) >= token_limit or not _normal(current.text):
+        return False
+    ratio = difflib.SequenceMatcher(None, _normal(previous.text), _normal(current.text),
+                                    autojunk=False).ratio()
+    return ratio >= STABLE_SIMILARITY
+
+
 def choose(candidates: list[WindowResult], options: TranscriptionOptions) -> WindowResult:
-    """The last candidate if it passed; else (every temperature failed) the best by
-    avg_logprob among those under the compression-ratio threshold, or among all, reported at
-    the last temperature (generate_with_fallback's rule)."""
+    """The last candidate if it passed; else (every temperature tried failed, or the window
+    was stable) the best by avg_logprob among those under the compression-ratio threshold, or
+    among all, reported at the last temperature tried (generate_with_fallback's rule)."""
     last = candidates[-1]
-    if len(candidates) == len(options.temperatures) and needs_fallback(last, options):
+    if needs_fallback(last, options):
         cr = options.compression_ratio_threshold
         pool = [c for c in candidates if cr is None or c.compression_ratio <= cr] or candidates
         best = max(pool, key=lambda c: c.avg_logprob)
@@ -116,6 +141,7 @@ class ThresholdedWhisperModel(WhisperModel):
                    if len(temperatures) > 1 and needs_fallback(r, options)]
         stats = decode_stats.get() or DecodeStats()
         stats.redecoded += len(pending)
+        limit = self.max_length - len(prompt)  # tokens a decode may produce
         for temperature in temperatures[1:]:
             if not pending:
                 break
@@ -124,7 +150,10 @@ class ThresholdedWhisperModel(WhisperModel):
             for i, r in zip(pending, self.decode(rows, prompt, tokenizer, options, temperature),
                             strict=True):
                 candidates[i].append(r)
-            pending = [i for i in pending if needs_fallback(candidates[i][-1], options)]
+            failing = [i for i in pending if needs_fallback(candidates[i][-1], options)]
+            pending = [i for i in failing
+                       if not is_stable(candidates[i][-2], candidates[i][-1], limit)]
+            stats.stable += len(failing) - len(pending)
         results = [choose(c, options) for c in candidates]
         stats.windows += len(results)
         stats.silent += sum(r.silent for r in results)

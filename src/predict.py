@@ -247,6 +247,7 @@ def debug_info(
             "enable_vad": job.enable_vad,
             "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
             "fallback_passes": transcript.stats.fallback_passes,
+            "stable": transcript.stats.stable,
             "dropped_as_silence": transcript.stats.silent,
         },
         "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,

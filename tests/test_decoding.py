@@ -191,10 +191,11 @@ def encodes(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("force", [{"log_prob_threshold": -0.01},
                                    {"compression_ratio_threshold": 0.5}])
 def test_failing_windows_are_redecoded_together_reusing_the_encoder_output(
-        run_job, english_16k, local_file, encodes, force):
+        run_job, english_16k, local_file, encodes, force, monkeypatch):
     import ctranslate2
 
     ctranslate2.set_random_seed(0)  # sampling at 0.5 and 1.0: the same draw every run
+    monkeypatch.setattr(decoding, "STABLE_SIMILARITY", 1.01)  # no early stop: every pass runs
     result = run_job({"audio_file": local_file(english_16k[1]), "language": "en",
                       "chunk_size": 6, "temperature_increment_on_fallback": 0.5} | FAST | force)
     assert "error" not in result, result.get("error")
@@ -207,6 +208,47 @@ def test_failing_windows_are_redecoded_together_reusing_the_encoder_output(
     assert encodes == [decode["windows"]]
     assert {s["temperature"] for s in result["segments"]} == {1.0}
     assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
+
+
+def test_a_stable_window_stops_its_fallback_and_keeps_its_best_try(
+        run_job, english_16k, local_file, encodes):
+    import ctranslate2
+
+    ctranslate2.set_random_seed(0)
+    # clear read speech said confidently: a threshold every window fails (as repetitive real
+    # speech fails the gzip rule); sampling says the same words, so the fallback stops
+    result = run_job({"audio_file": local_file(english_16k[1]), "language": "en",
+                      "chunk_size": 6, "compression_ratio_threshold": 0.5} | FAST)
+    assert "error" not in result, result.get("error")
+    decode = result["debug_info"]["decode"]
+    assert decode["redecoded"] == decode["windows"] >= 3
+    assert decode["stable"] == decode["windows"]
+    # fewer passes than the five (0.2 … 1.0) that every window fails: sampling is random, so
+    # how many it takes to repeat itself varies, but none goes on to 1.0
+    assert decode["fallback_passes"] < 5
+    assert encodes == [decode["windows"]]
+    assert max(s["temperature"] for s in result["segments"]) < 1.0
+    assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
+
+
+def test_stability_is_the_same_words_and_never_a_loop_at_the_length_limit():
+    def result(text, tokens=10):
+        return WindowResult([1] * tokens, text, -0.2, 0.0, 3.0, 0.2)
+
+    said = " Enter the operator number and press pound. Enter the operator number."
+    assert decoding.is_stable(result(said), result(said.upper().replace(".", ",")), 100)
+    one_word = said.replace("press", "pressed")  # one sampled spelling: the same text
+    assert decoding.is_stable(result(said), result(one_word), 100)
+    assert not decoding.is_stable(result(said), result(" Thank you for calling."), 100)
+    assert not decoding.is_stable(result(said), result(said, tokens=100), 100)  # a loop
+    assert not decoding.is_stable(result(""), result(""), 100)
+    # a stable window that still fails keeps its best try, at the last temperature tried
+    options = asr_options(log_prob_threshold=-1.0, no_speech_threshold=0.6,
+                          compression_ratio_threshold=2.4, temperatures=[0.0, 0.2, 0.4])
+    first = WindowResult([1], said, -0.1, 0.0, 3.0, 0.0)
+    second = WindowResult([1], one_word, -0.3, 0.0, 3.0, 0.2)
+    chosen = decoding.choose([first, second], options)
+    assert (chosen.text, chosen.temperature) == (said, 0.2)
 
 
 def test_temperature_above_zero_samples_every_window_in_one_batch(
