@@ -42,11 +42,12 @@ class Diarization:
     embedding_model: str | None
 
 
-def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
-            ) -> Diarization | None:
+def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
+            speech: list[tuple[float, float]] | None = None) -> Diarization | None:
+    """`speech`: the job's VAD speech regions (s); senko's turns are kept inside them."""
     try:
         if job.diarization_backend == "senko":
-            return _senko(audio, job, device, warnings)
+            return _senko(audio, job, device, warnings, speech)
         if job.diarization_backend == "pyannote":
             try:
                 return _pyannote(audio, job, device, warnings)
@@ -54,7 +55,7 @@ def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
                 # Users without a Hugging Face account still get speakers: senko needs none.
                 warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
                                 "senko backend instead.")
-                return _senko(audio, job, device, warnings)
+                return _senko(audio, job, device, warnings, speech)
         return _campplus(audio, job, device, warnings)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
@@ -149,7 +150,8 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
                        embedding_model if embeddings else None)
 
 
-def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
+def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
+           speech: list[tuple[float, float]] | None) -> Diarization:
     try:
         import senko_diarizer
     except ImportError as exc:
@@ -174,13 +176,31 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -
         [(r["start"], r["end"], relabel[r["speaker"]]) for r in rows],
         columns=["start", "end", "speaker"],
     )
+    if speech is not None:
+        # senko's own VAD (Silero, and 1.5 s windows) runs past the ends of speech; the job's
+        # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154; README)
+        turns = clip_turns(turns, speech)
     embeddings = None
     if _wants_embeddings(job):
         centroids = result.get("speaker_centroids") or {}
+        kept = set(turns["speaker"])
         embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
-                      if k in relabel}
+                      if k in relabel and relabel[k] in kept}
     return Diarization(turns, embeddings, "senko", senko_diarizer.MODEL_NAME,
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
+
+
+def clip_turns(turns: pd.DataFrame, speech: list[tuple[float, float]]) -> pd.DataFrame:
+    """Each turn cut to the speech regions it overlaps (pieces under 10 ms dropped).
+    `speech` is sorted and non-overlapping: each turn looks only at the regions it spans."""
+    starts = np.array([a for a, _ in speech])
+    ends = np.array([b for _, b in speech])
+    rows = []
+    for t in turns.itertuples():
+        first, last = np.searchsorted(ends, t.start), np.searchsorted(starts, t.end)
+        rows += [(max(t.start, a), min(t.end, b), t.speaker)
+                 for a, b in speech[first:last] if min(t.end, b) - max(t.start, a) > 0.01]
+    return pd.DataFrame(rows, columns=["start", "end", "speaker"])
 
 
 def speakers_summary(turns: pd.DataFrame, segments: list[dict[str, Any]]) -> list[dict]:

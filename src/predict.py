@@ -148,7 +148,8 @@ def predict(
     diarized = None
     if job.diarization:
         with timings.stage("diarization"):
-            diarized = diarization.diarize(audio.waveform, job, device, warnings)
+            diarized = diarization.diarize(audio.waveform, job, device, warnings,
+                                           transcript.speech)
             if device == "cuda":  # torch stage: give its cached GPU blocks back
                 gpu_faults.free_memory()
         if diarized is not None:

