@@ -126,6 +126,7 @@ def transcribe(
             audio, batch_size=batch_size, language=language, task=task,
             chunk_size=job.chunk_size,
         )
+        loaded.model.finish_fallback(stats)  # the windows still queued for the fallback
     finally:
         decode_stats.reset(token)
     fps = loaded.model.frames_per_second

@@ -10,7 +10,10 @@ log-prob / compression-ratio thresholds. `ThresholdedWhisperModel` overrides tha
 1. encode the batch once and decode it at `temperatures[0]` (beam search at 0, sampling with
    `best_of` candidates above 0), asking for `no_speech_prob` in the same pass;
 2. windows that fail a threshold are decoded again, together, at each next temperature,
-   reusing the encoder output (only their rows are taken from it);
+   reusing the encoder output (only their rows are taken from it). They wait in the job's
+   queue until `batch_size` of them have failed, across the pipeline's batches, and are then
+   re-decoded as one full batch (the rest when the job ends, `finish_fallback`): one or two
+   windows of a batch fail, and a fallback pass over one or two rows wastes the batching;
 3. a window whose re-decode says what its previous try said is *stable* and stops there:
    the audio really says it (repetitive speech such as an IVR menu trips the gzip rule with
    confident text), and higher temperatures only add noise — in faster-whisper each such
@@ -21,7 +24,8 @@ log-prob / compression-ratio thresholds. `ThresholdedWhisperModel` overrides tha
    `log_prob_threshold` is silence: not re-decoded, and dropped (empty text).
 
 Per-window results (tokens, temperature, scores) go to the job's `DecodeStats`, in window
-order, because whisperx's pipeline passes on only `text` and `avg_logprob`.
+order, because whisperx's pipeline passes on only `text` and `avg_logprob`; a queued window's
+entry is its first try until its fallback has run (so read them after `finish_fallback`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ class WindowResult:
 
 
 @dataclass
+class Pending:
+    """A window that failed its first try, waiting for the fallback with other windows."""
+
+    index: int  # its place in DecodeStats.results
+    tries: list[WindowResult]
+    features: np.ndarray  # its log-mel window, re-encoded only when `encoded` is None
+    encoded: Any  # its row of the encoder output (numpy on CPU, torch on CUDA), or None
+
+
+@dataclass
 class DecodeStats:
     windows: int = 0
     redecoded: int = 0  # windows decoded again at a higher temperature
@@ -71,6 +85,11 @@ class DecodeStats:
     stable: int = 0  # re-decoded windows that stopped early: the re-decode repeated them
     temperatures: list[float] = field(default_factory=list)  # final temperature per re-decode
     results: list[WindowResult] = field(default_factory=list)  # every window, in order
+    queue: list[Pending] = field(default_factory=list, repr=False)  # see rule 2
+    batch_size: int = 0  # the pipeline's batch: the queue is re-decoded when this full
+    # what the queued windows were decoded with (whisperx resets its options after the job)
+    context: tuple[list[int], Tokenizer, TranscriptionOptions] | None = field(
+        default=None, repr=False)
 
 
 # Set per job by asr.transcribe; the model object itself is shared by every job.
@@ -143,34 +162,76 @@ class ThresholdedWhisperModel(WhisperModel):
         features = np.asarray(features)
         if encoder_output is None:
             encoder_output = self.encode(features)
-        temperatures = options.temperatures
-        first = self.decode(encoder_output, prompt, tokenizer, options, temperatures[0])
-        candidates = [[r] for r in first]
-        pending = [i for i, r in enumerate(first)
-                   if len(temperatures) > 1 and needs_fallback(r, options)]
-        stats = decode_stats.get() or DecodeStats()
-        stats.redecoded += len(pending)
+        job = decode_stats.get()
+        stats = job or DecodeStats()
+        stats.batch_size = max(stats.batch_size, len(features))
+        first = self.decode(encoder_output, prompt, tokenizer, options, options.temperatures[0])
+        failing = [i for i, r in enumerate(first)
+                   if len(options.temperatures) > 1 and needs_fallback(r, options)]
+        rows = self.rows(encoder_output, failing)
+        if failing:
+            stats.context = (prompt, tokenizer, options)
+        for i, r in enumerate(first):
+            if i in failing:  # its first try stands in until the fallback replaces it
+                stats.queue.append(Pending(len(stats.results), [r], features[i].copy(),
+                                           rows[failing.index(i)] if rows else None))
+                stats.results.append(r)
+            else:
+                self.record(stats, [r], options)
+        stats.windows += len(first)
+        stats.redecoded += len(failing)
+        while len(stats.queue) >= stats.batch_size:
+            self.fallback(stats, stats.queue[: stats.batch_size])
+            del stats.queue[: stats.batch_size]
+        if job is None:  # no job to finish it: this call is the whole job
+            self.finish_fallback(stats)
+        heap.release()  # the batch's freed decoding memory, else the heap grows with the audio
+        return {"text": [r.text for r in stats.results[-len(first):]],
+                "avg_logprob": [r.avg_logprob for r in stats.results[-len(first):]]}
+
+    def finish_fallback(self, stats: DecodeStats) -> None:
+        """Re-decode the windows still queued when the job's last batch is done."""
+        if stats.queue:
+            self.fallback(stats, stats.queue)
+            stats.queue = []
+            heap.release()
+
+    def fallback(self, stats: DecodeStats, queued: list[Pending]) -> None:
+        """Rules 2-4 for these windows, decoded together at each next temperature."""
+        assert stats.context is not None  # set when a window is queued
+        prompt, tokenizer, options = stats.context
+        features = np.stack([p.features for p in queued])
+        if all(p.encoded is not None for p in queued):
+            encoded, _memory = self.from_rows([p.encoded for p in queued])
+        else:
+            encoded, _memory = self.encode(features), None
+        pending = list(range(len(queued)))
         limit = token_limit(self.max_length, len(prompt))
-        for temperature in temperatures[1:]:
+        for temperature in options.temperatures[1:]:
             if not pending:
                 break
-            rows, _memory = self.take(encoder_output, features, pending)
+            rows, _rows_memory = self.take(encoded, features, pending)
             stats.fallback_passes += 1
             for i, r in zip(pending, self.decode(rows, prompt, tokenizer, options, temperature),
                             strict=True):
-                candidates[i].append(r)
-            failing = [i for i in pending if needs_fallback(candidates[i][-1], options)]
+                queued[i].tries.append(r)
+            failing = [i for i in pending if needs_fallback(queued[i].tries[-1], options)]
             pending = [i for i in failing
-                       if not is_stable(candidates[i][-2], candidates[i][-1], limit)]
+                       if not is_stable(queued[i].tries[-2], queued[i].tries[-1], limit)]
             stats.stable += len(failing) - len(pending)
-        results = [choose(c, options) for c in candidates]
-        stats.windows += len(results)
-        stats.silent += sum(r.silent for r in results)
-        stats.temperatures += [r.temperature for r, c in zip(results, candidates, strict=True)
-                               if len(c) > 1]
-        stats.results += results
-        heap.release()  # the batch's freed decoding memory, else the heap grows with the audio
-        return {"text": [r.text for r in results], "avg_logprob": [r.avg_logprob for r in results]}
+        for p in queued:
+            stats.results[p.index] = self.record(stats, p.tries, options, append=False)
+
+    @staticmethod
+    def record(stats: DecodeStats, tries: list[WindowResult], options: TranscriptionOptions,
+               append: bool = True) -> WindowResult:
+        result = choose(tries, options)
+        stats.silent += result.silent
+        if len(tries) > 1:
+            stats.temperatures.append(result.temperature)
+        if append:
+            stats.results.append(result)
+        return result
 
     def window_prompt(self, tokenizer: Tokenizer, options: TranscriptionOptions) -> list[int]:
         """whisperx's batched prompt: the same initial prompt / hotwords for every window."""
@@ -208,6 +269,30 @@ class ThresholdedWhisperModel(WhisperModel):
                                     float(result.no_speech_prob),
                                     get_compression_ratio(text.strip()), float(temperature)))
         return out
+
+    def rows(self, encoder_output: ctranslate2.StorageView, rows: list[int]) -> list[Any] | None:
+        """Copies of some windows' rows of the encoder output (no re-encoding), to decode them
+        again later with other batches' rows; None where they can't be taken (e.g. bfloat16,
+        which numpy can't hold: those windows are encoded again)."""
+        if not rows:
+            return []
+        try:
+            if encoder_output.device == "cuda":
+                tensor = torch.as_tensor(encoder_output, device="cuda")
+                return [tensor[i].clone() for i in rows]
+            array = np.asarray(encoder_output)
+            return [array[i].copy() for i in rows]
+        except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            log.debug("can't take encoder rows: %s", exc)
+            return None
+
+    @staticmethod
+    def from_rows(rows: list[Any]) -> tuple[ctranslate2.StorageView, Any]:
+        """Rows stacked into one encoder output, and the array holding it (the view shares its
+        memory, so the caller keeps it alive)."""
+        stacked = (torch.stack(rows).contiguous() if isinstance(rows[0], torch.Tensor)
+                   else np.ascontiguousarray(np.stack(rows)))
+        return ctranslate2.StorageView.from_array(stacked), stacked
 
     def take(self, encoder_output: ctranslate2.StorageView, features: np.ndarray,
              rows: list[int]) -> tuple[ctranslate2.StorageView, Any]:

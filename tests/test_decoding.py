@@ -431,8 +431,10 @@ def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
 
 # --- a mixed batch: only the failing windows are decoded again ------------------------------
 
-def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_output(
-        english_16k, encodes):
+@pytest.fixture
+def batched_run(english_16k):
+    """Runs the model's batched decoding on real 5 s windows of English speech the way
+    whisperx's pipeline does, `batch` windows per call, then finishes the job's fallback."""
     from dataclasses import replace
 
     import whisperx
@@ -450,29 +452,78 @@ def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_outpu
         log_mel_spectrogram(clip, n_mels=80, padding=N_SAMPLES - clip.shape[0])
         for clip in (audio[int(a * 16000): int(b * 16000)] for a, b in windows.windows)])
 
-    def run(**thresholds):
+    def run(batch: int | None = None, **thresholds):
         stats = decoding.DecodeStats()
         token = decoding.decode_stats.set(stats)
+        batch = batch or len(features)
+        texts: list[str] = []
         try:
-            return loaded.model.generate_segment_batched(
-                features, pipeline.tokenizer, replace(pipeline.options, **thresholds)), stats
+            for first in range(0, len(features), batch):
+                texts += loaded.model.generate_segment_batched(
+                    features[first: first + batch], pipeline.tokenizer,
+                    replace(pipeline.options, **thresholds))["text"]
+            loaded.model.finish_fallback(stats)
         finally:
             decoding.decode_stats.reset(token)
+        return texts, stats
 
+    return run, len(features)
+
+
+def logprob_threshold_between(stats) -> tuple[float, list[int]]:
+    """A log-prob threshold between the windows' own: about half of them fail it."""
+    logprobs = [r.avg_logprob for r in stats.results]
+    ranked = sorted(logprobs)
+    threshold = (ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2
+    return threshold, [i for i, lp in enumerate(logprobs) if lp < threshold]
+
+
+def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_output(
+        batched_run, encodes):
+    run, n = batched_run
     plain, stats_first = run(log_prob_threshold=None, compression_ratio_threshold=None)
-    # a threshold between the windows' log-probabilities: some pass, some fail
-    logprobs = sorted(plain["avg_logprob"])
-    threshold = (logprobs[len(logprobs) // 2 - 1] + logprobs[len(logprobs) // 2]) / 2
+    threshold, failing = logprob_threshold_between(stats_first)
     mixed, stats = run(log_prob_threshold=threshold, no_speech_threshold=None)
-    failing = [i for i, lp in enumerate(plain["avg_logprob"]) if lp < threshold]
-    assert 0 < len(failing) < len(features) and stats_first.redecoded == 0
+    assert 0 < len(failing) < n and stats_first.redecoded == 0
     assert stats.redecoded == len(failing) and stats.fallback_passes >= 1
-    assert encodes == [len(features)] * 2  # one encoder pass per call: rows were reused
-    for i, text in enumerate(mixed["text"]):
+    assert encodes == [n] * 2  # one encoder pass per call: rows were reused
+    for i, result in enumerate(stats.results):
         if i not in failing:  # passing windows keep their first result
-            assert text == plain["text"][i] and stats.results[i].temperature == 0.0
+            assert result.text == plain[i] and result.temperature == 0.0
         else:
-            assert stats.results[i].temperature > 0
+            assert result.temperature > 0
+
+
+def test_failing_windows_of_different_batches_are_redecoded_in_one_full_batch(
+        batched_run, encodes, monkeypatch):
+    import ctranslate2
+
+    run, n = batched_run
+    _, stats_first = run(log_prob_threshold=None, compression_ratio_threshold=None)
+    threshold, failing = logprob_threshold_between(stats_first)
+    batch = 2
+    first_batches = {i // batch for i in failing}
+    assert len(first_batches) > len(failing) / batch  # they fail in more batches than needed
+    sizes: list[tuple[float, int]] = []
+    real = decoding.ThresholdedWhisperModel.decode
+
+    def decode(self, encoder_output, prompt, tokenizer, options, temperature):
+        sizes.append((temperature, encoder_output.shape[0]))
+        return real(self, encoder_output, prompt, tokenizer, options, temperature)
+
+    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "decode", decode)
+    monkeypatch.setattr(decoding, "STABLE_SIMILARITY", 1.01)  # no early stop: every pass runs
+    ctranslate2.set_random_seed(0)
+    encodes.clear()
+    _, stats = run(batch, log_prob_threshold=threshold, no_speech_threshold=None)
+    # the windows that failed their first try wait for each other: the first fallback pass
+    # (0.5) takes `batch` of them at a time, the last one what is left at the end of the job
+    firsts = [size for t, size in sizes if t == 0.5]
+    assert sum(firsts) == len(failing) == stats.redecoded
+    assert firsts == [batch] * (len(failing) // batch) + [len(failing) % batch] * (
+        len(failing) % batch > 0)
+    assert len(encodes) == -(-n // batch)  # and nothing was encoded again
+    assert all(stats.results[i].temperature > 0 for i in failing)
 
 
 def test_taking_rows_copies_them_from_the_encoder_output():
