@@ -1,9 +1,12 @@
 """`make bench`: one run, one model (models/base: int8 on CPU, float16 on CUDA), one audio
-(real speech: Debian's Russian and English prompts and pyannote's two-speaker sample, looped to
-each length). Prints, and writes BENCHMARKS.md + BENCHMARKS.png:
+(real speech in one language: Debian's 576 recorded Russian prompts in a fixed shuffled order,
+looped to each length, so every length holds the same kind of speech). Prints, and writes
+BENCHMARKS.md + BENCHMARKS.png:
 
 - our handler vs bare whisperx batched vs bare faster-whisper sequential (real-time factor,
-  ours/whisperx for the ASR stage and the whole job);
+  ours/whisperx for the ASR stage and the whole job), and ours vs whisperx on mixed-language
+  audio decoded in one language (Russian and English prompts and pyannote's English call,
+  language fixed to Russian: the temperature fallback's worst case);
 - per-stage timings (what the handler reports in debug_info.timings; "n/a" if absent);
 - a batch-size sweep; cost vs length (time, peak RSS, growth), diarization included;
 - cold start (process start -> first result) vs a warm job.
@@ -43,20 +46,27 @@ BENCH_EMBEDDER = "all-MiniLM-L6-v2"
 
 # --- audio --------------------------------------------------------------------------------
 
-def speech_wav(minutes: float) -> Path:
-    """Real speech of `minutes`, 16 kHz mono PCM WAV (built once, cached)."""
+def speech_wav(minutes: float, content: str = "ru") -> Path:
+    """Real speech of `minutes`, 16 kHz mono PCM WAV (built once, cached): a unit looped.
+    `ru`: every Russian prompt (~43 min), shuffled with a fixed seed so that any stretch holds
+    the same mix of prompts. `mixed`: 60 Russian prompts, then 60 English ones, then
+    pyannote's English call (~9.3 min)."""
     import numpy as np
     import soundfile
 
-    path = CACHE / f"speech-{minutes:g}min.wav"
+    path = CACHE / f"speech-{content}-{minutes:g}min.wav"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
-    base = CACHE / "speech-unit.wav"
+    base = CACHE / f"speech-{content}-unit.wav"
     if not base.exists():
-        parts = sorted((SOUNDS / "ru").glob("*.wav"))[:60] + sorted(
-            (SOUNDS / "en").glob("*.wav"))[:60]
-        pieces = [_decode(p) for p in parts] + [_decode(ROOT / "samples" / "sample.wav")]
+        if content == "ru":
+            parts = sorted((SOUNDS / "ru").glob("*.wav"))
+            parts = [parts[i] for i in np.random.default_rng(0).permutation(len(parts))]
+        else:
+            parts = sorted((SOUNDS / "ru").glob("*.wav"))[:60] + sorted(
+                (SOUNDS / "en").glob("*.wav"))[:60] + [ROOT / "samples" / "sample.wav"]
+        pieces = [_decode(p) for p in parts]
         gap = np.zeros(SR // 2, dtype=np.float32)
         soundfile.write(base, np.concatenate([x for p in pieces for x in (p, gap)]), SR,
                         subtype="PCM_16")
@@ -158,8 +168,8 @@ def child(kind: str, audio: Path, batch: int, jobs: int, extra: dict[str, Any]) 
 
 
 def run(kind: str, minutes: float, batch: int = 8, jobs: int = 1,
-        extra: dict[str, Any] | None = None) -> dict:
-    audio = speech_wav(minutes)
+        extra: dict[str, Any] | None = None, content: str = "ru") -> dict:
+    audio = speech_wav(minutes, content)
     spawned = time.time()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--audio", str(audio), "--batch",
@@ -172,7 +182,7 @@ def run(kind: str, minutes: float, batch: int = 8, jobs: int = 1,
     if "first_result_at" in result:
         result["cold_start"] = result["first_result_at"] - spawned
     result["minutes"] = minutes
-    print(f"  {kind:15s} {minutes:5g} min batch {batch:2d}: "
+    print(f"  {kind:15s} {minutes:5g} min {content:5s} batch {batch:2d}: "
           f"{result['jobs'][-1]['wall']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB",
           flush=True)
     return result
@@ -205,8 +215,8 @@ def report(args: argparse.Namespace) -> str:
     lines += [f"# Benchmarks ({dev}, {gpu})", "",
               f"Printed by `{' '.join(['scripts/bench.py', *sys.argv[1:]])}` on {now}: model "
               f"`models/base` ({compute}), {os.cpu_count()} CPU threads, real speech "
-              "(Debian Russian + English prompts and pyannote's sample, looped). Each row ran in "
-              "a fresh process.", ""]
+              "in one language (Debian's Russian prompts, shuffled once, looped). Each row ran "
+              "in a fresh process.", ""]
     cmp_min, lang = args.compare_minutes, {"language": "ru"}
     print(f"comparison on {cmp_min:g} min (language fixed, align/diarize off):", flush=True)
     ours = run("ours", cmp_min, args.batch, jobs=2, extra=lang)
@@ -239,6 +249,18 @@ def report(args: argparse.Namespace) -> str:
               f"{decode['fallback_passes']} batched passes ({decode['stable']} stable), which "
               "whisperx never does. Ours/faster-whisper sequential (ASR): "
               f"{asr_seconds(fw) / asr_seconds(ours):.2f}.", ""]
+
+    print(f"mixed-language audio, language fixed to ru ({cmp_min:g} min):", flush=True)
+    mixed = run("ours", cmp_min, args.batch, jobs=2, extra=lang, content="mixed")
+    mixed_wx = run("whisperx", cmp_min, args.batch, extra=lang, content="mixed")
+    decode = mixed["jobs"][-1]["decode"]
+    lines += [f"### The fallback's worst case: mixed-language audio ({cmp_min:g} min)", "",
+              "Russian and English prompts and pyannote's English call, decoded as Russian: "
+              "the English windows fail the thresholds. Ours (ASR stage) "
+              f"{asr_seconds(mixed):.2f} s, whisperx {asr_seconds(mixed_wx):.2f} s: "
+              f"ours/whisperx **{asr_seconds(mixed_wx) / asr_seconds(mixed):.3f}**; ours "
+              f"re-decoded {decode['redecoded']} of {decode['windows']} windows in "
+              f"{decode['fallback_passes']} batched passes ({decode['stable']} stable).", ""]
 
     print("per-stage timings (language detected, translate, align, diarize, embed):", flush=True)
     staged = run("ours", args.lengths[0], args.batch, extra={

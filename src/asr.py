@@ -108,7 +108,7 @@ def transcribe(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: JobInput, language: str,
     task: str, batch_size: int,
 ) -> Transcript:
-    stats = DecodeStats()
+    stats = DecodeStats(batch_size=batch_size)
     if not windows.windows:
         return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),

@@ -11,9 +11,12 @@ log-prob / compression-ratio thresholds. `ThresholdedWhisperModel` overrides tha
    `best_of` candidates above 0), asking for `no_speech_prob` in the same pass;
 2. windows that fail a threshold are decoded again, together, at each next temperature,
    reusing the encoder output (only their rows are taken from it). They wait in the job's
-   queue until `batch_size` of them have failed, across the pipeline's batches, and are then
-   re-decoded as one full batch (the rest when the job ends, `finish_fallback`): one or two
-   windows of a batch fail, and a fallback pass over one or two rows wastes the batching;
+   queue, across the pipeline's batches, until a fallback batch is full, and are then
+   re-decoded together (the rest when the job ends, `finish_fallback`): one or two windows of
+   a batch fail, and a pass over one or two of them wastes the batching. A fallback batch
+   samples at most 2 x `batch_size` sequences (`best_of` per window): each sampled sequence
+   holds its own cross-attention keys and values (ctranslate2, ~40 MB each for base), so
+   8 windows x 5 samples took 1 GB over the encoder's peak, 3 x 5 nothing over it;
 3. a window whose re-decode says what its previous try said is *stable* and stops there:
    the audio really says it (repetitive speech such as an IVR menu trips the gzip rule with
    confident text), and higher temperatures only add noise — in faster-whisper each such
@@ -86,7 +89,7 @@ class DecodeStats:
     temperatures: list[float] = field(default_factory=list)  # final temperature per re-decode
     results: list[WindowResult] = field(default_factory=list)  # every window, in order
     queue: list[Pending] = field(default_factory=list, repr=False)  # see rule 2
-    batch_size: int = 0  # the pipeline's batch: the queue is re-decoded when this full
+    batch_size: int = 0  # the job's batch_size (else the largest batch seen)
     # what the queued windows were decoded with (whisperx resets its options after the job)
     context: tuple[list[int], Tokenizer, TranscriptionOptions] | None = field(
         default=None, repr=False)
@@ -132,6 +135,11 @@ def token_limit(max_length: int, prompt_length: int) -> int:
     `max_length` (whisper's `sample_len = n_text_ctx // 2`: 224), and less when the prompt
     leaves less room (its prompt minus the start token is already decoded)."""
     return max(0, min(max_length // 2, max_length - (prompt_length - 1)))
+
+
+def fallback_batch(batch_size: int, options: TranscriptionOptions) -> int:
+    """Windows re-decoded together: at most 2 x batch_size sampled sequences (rule 2)."""
+    return max(1, 2 * batch_size // max(1, options.best_of or 1))
 
 
 def choose(candidates: list[WindowResult], options: TranscriptionOptions) -> WindowResult:
@@ -180,9 +188,10 @@ class ThresholdedWhisperModel(WhisperModel):
                 self.record(stats, [r], options)
         stats.windows += len(first)
         stats.redecoded += len(failing)
-        while len(stats.queue) >= stats.batch_size:
-            self.fallback(stats, stats.queue[: stats.batch_size])
-            del stats.queue[: stats.batch_size]
+        size = fallback_batch(stats.batch_size, options)
+        while len(stats.queue) >= size:
+            self.fallback(stats, stats.queue[:size])
+            del stats.queue[:size]
         if job is None:  # no job to finish it: this call is the whole job
             self.finish_fallback(stats)
         heap.release()  # the batch's freed decoding memory, else the heap grows with the audio

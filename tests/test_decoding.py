@@ -217,10 +217,13 @@ def test_failing_windows_are_redecoded_together_reusing_the_encoder_output(
     assert "error" not in result, result.get("error")
     decode = result["debug_info"]["decode"]
     assert decode["windows"] >= 3
-    # every window failed at every temperature: one batched pass per temperature (0.5, 1.0),
-    # not one per window, and the batch was encoded once
+    # every window failed at every temperature: one batched pass per temperature (0.5, 1.0)
+    # and fallback batch (2 x batch_size sampled sequences), not one per window, and the
+    # batch was encoded once
     assert decode["redecoded"] == decode["windows"]
-    assert decode["fallback_passes"] == 2
+    best_of = result["debug_info"]["model"]["asr_options"]["best_of"]
+    group = decoding.fallback_batch(decode["batch_size"], asr_options(best_of=best_of))
+    assert decode["fallback_passes"] == 2 * -(-decode["windows"] // group)
     assert encodes == [decode["windows"]]
     assert {s["temperature"] for s in result["segments"]} == {1.0}
     assert wer(ENGLISH_TEXT, words(result)) <= SANE_WER, words(result)
@@ -494,16 +497,16 @@ def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_outpu
             assert result.temperature > 0
 
 
-def test_failing_windows_of_different_batches_are_redecoded_in_one_full_batch(
+def test_failing_windows_of_different_batches_are_redecoded_together(
         batched_run, encodes, monkeypatch):
     import ctranslate2
 
     run, n = batched_run
     _, stats_first = run(log_prob_threshold=None, compression_ratio_threshold=None)
     threshold, failing = logprob_threshold_between(stats_first)
-    batch = 2
-    first_batches = {i // batch for i in failing}
-    assert len(first_batches) > len(failing) / batch  # they fail in more batches than needed
+    batch, best_of = 1, 1  # one window per pipeline batch; a fallback batch of 2 windows
+    assert decoding.fallback_batch(batch, asr_options(best_of=best_of)) == 2
+    assert len(failing) >= 2
     sizes: list[tuple[float, int]] = []
     real = decoding.ThresholdedWhisperModel.decode
 
@@ -515,15 +518,22 @@ def test_failing_windows_of_different_batches_are_redecoded_in_one_full_batch(
     monkeypatch.setattr(decoding, "STABLE_SIMILARITY", 1.01)  # no early stop: every pass runs
     ctranslate2.set_random_seed(0)
     encodes.clear()
-    _, stats = run(batch, log_prob_threshold=threshold, no_speech_threshold=None)
-    # the windows that failed their first try wait for each other: the first fallback pass
-    # (0.5) takes `batch` of them at a time, the last one what is left at the end of the job
+    _, stats = run(batch, best_of=best_of, log_prob_threshold=threshold,
+                   no_speech_threshold=None)
+    # windows that failed their first try in different batches wait for each other: the first
+    # fallback pass (0.5) takes two of them at a time, the last one what is left at the end
     firsts = [size for t, size in sizes if t == 0.5]
     assert sum(firsts) == len(failing) == stats.redecoded
-    assert firsts == [batch] * (len(failing) // batch) + [len(failing) % batch] * (
-        len(failing) % batch > 0)
-    assert len(encodes) == -(-n // batch)  # and nothing was encoded again
+    assert firsts == [2] * (len(failing) // 2) + [1] * (len(failing) % 2)
+    assert len(encodes) == n  # and nothing was encoded again
     assert all(stats.results[i].temperature > 0 for i in failing)
+
+
+def test_a_fallback_batch_samples_at_most_twice_batch_size_sequences():
+    assert decoding.fallback_batch(8, asr_options(best_of=5)) == 3
+    assert decoding.fallback_batch(16, asr_options(best_of=5)) == 6
+    assert decoding.fallback_batch(8, asr_options(best_of=1)) == 16
+    assert decoding.fallback_batch(1, asr_options(best_of=5)) == 1
 
 
 def test_taking_rows_copies_them_from_the_encoder_output():
