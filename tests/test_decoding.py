@@ -486,7 +486,7 @@ def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_outpu
     run, n = batched_run
     plain, stats_first = run(log_prob_threshold=None, compression_ratio_threshold=None)
     threshold, failing = logprob_threshold_between(stats_first)
-    mixed, stats = run(log_prob_threshold=threshold, no_speech_threshold=None)
+    _, stats = run(log_prob_threshold=threshold, no_speech_threshold=None)
     assert 0 < len(failing) < n and stats_first.redecoded == 0
     assert stats.redecoded == len(failing) and stats.fallback_passes >= 1
     assert encodes == [n] * 2  # one encoder pass per call: rows were reused
