@@ -176,13 +176,13 @@ class ThresholdedWhisperModel(WhisperModel):
         first = self.decode(encoder_output, prompt, tokenizer, options, options.temperatures[0])
         failing = [i for i, r in enumerate(first)
                    if len(options.temperatures) > 1 and needs_fallback(r, options)]
-        rows = self.rows(encoder_output, failing)
+        copies = self.row_copies(encoder_output, failing) if failing else None
         if failing:
             stats.context = (prompt, tokenizer, options)
         for i, r in enumerate(first):
             if i in failing:  # its first try stands in until the fallback replaces it
-                stats.queue.append(Pending(len(stats.results), [r], features[i].copy(),
-                                           rows[failing.index(i)] if rows else None))
+                row = copies[failing.index(i)] if copies is not None else None
+                stats.queue.append(Pending(len(stats.results), [r], features[i].copy(), row))
                 stats.results.append(r)
             else:
                 self.record(stats, [r], options)
@@ -279,22 +279,6 @@ class ThresholdedWhisperModel(WhisperModel):
                                     get_compression_ratio(text.strip()), float(temperature)))
         return out
 
-    def rows(self, encoder_output: ctranslate2.StorageView, rows: list[int]) -> list[Any] | None:
-        """Copies of some windows' rows of the encoder output (no re-encoding), to decode them
-        again later with other batches' rows; None where they can't be taken (e.g. bfloat16,
-        which numpy can't hold: those windows are encoded again)."""
-        if not rows:
-            return []
-        try:
-            if encoder_output.device == "cuda":
-                tensor = torch.as_tensor(encoder_output, device="cuda")
-                return [tensor[i].clone() for i in rows]
-            array = np.asarray(encoder_output)
-            return [array[i].copy() for i in rows]
-        except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            log.debug("can't take encoder rows: %s", exc)
-            return None
-
     @staticmethod
     def from_rows(rows: list[Any]) -> tuple[ctranslate2.StorageView, Any]:
         """Rows stacked into one encoder output, and the array holding it (the view shares its
@@ -309,14 +293,23 @@ class ThresholdedWhisperModel(WhisperModel):
         and the array holding it: the view shares its memory, so the caller keeps it alive."""
         if len(rows) == encoder_output.shape[0]:
             return encoder_output, None
+        subset = self.row_copies(encoder_output, rows)
+        if subset is not None:
+            try:
+                return ctranslate2.StorageView.from_array(subset), subset
+            except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                log.debug("can't wrap encoder rows: %s", exc)
+        return self.encode(features[rows]), None  # encoding the rows again is correct too
+
+    @staticmethod
+    def row_copies(encoder_output: ctranslate2.StorageView, rows: list[int]) -> Any:
+        """A contiguous copy of some windows' rows of the encoder output (torch on CUDA, numpy
+        on CPU), or None where they can't be taken (e.g. bfloat16, which numpy can't hold)."""
         try:
             if encoder_output.device == "cuda":
                 tensor = torch.as_tensor(encoder_output, device="cuda")
-                subset: Any = tensor[torch.as_tensor(rows, device="cuda")].contiguous()
-            else:
-                subset = np.ascontiguousarray(np.asarray(encoder_output)[rows])
-            return ctranslate2.StorageView.from_array(subset), subset
+                return tensor[torch.as_tensor(rows, device="cuda")].contiguous()
+            return np.ascontiguousarray(np.asarray(encoder_output)[rows])
         except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            # e.g. bfloat16, which numpy can't hold: encoding the rows again is correct too
-            log.debug("re-encoding %d windows: %s", len(rows), exc)
-            return self.encode(features[rows]), None
+            log.debug("can't take encoder rows: %s", exc)
+            return None
