@@ -70,7 +70,8 @@ class Segmenter:
 
     def frames(self, audio: np.ndarray) -> Frames:
         with self._lock:
-            segmentations = self.inference({"waveform": torch.from_numpy(audio)[None],
+            waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            segmentations = self.inference({"waveform": waveform[None],
                                             "sample_rate": campplus.SAMPLE_RATE})
         count = SpeakerDiarizationMixin.speaker_count(segmentations, self.receptive_field,
                                                       warm_up=(0.0, 0.0))
@@ -79,7 +80,8 @@ class Segmenter:
     def embed(self, audio: np.ndarray) -> np.ndarray | None:
         """Unit CAM++ embedding of a stretch of 16 kHz audio; None when too short."""
         with self._lock, torch.inference_mode():
-            feats = self.embedding.features(torch.from_numpy(audio).to(self.device), None)
+            wav = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+            feats = self.embedding.features(wav.to(self.device), None)
             if feats is None:
                 return None
             vector = self.embedding.campp(feats[None])[0].float().cpu().numpy()
