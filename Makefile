@@ -1,7 +1,7 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
 
-.PHONY: run test lint soak bench diarization-bench image-check
+.PHONY: run test lint soak bench diarization-bench transcript-der-bench image-check
 
 run:
 	scripts/setup.sh
@@ -29,6 +29,11 @@ bench:
 diarization-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/diarization_bench.py --split heldout
+
+# DER of the transcript's segments beside DER of speaker_turns, from whole default jobs.
+transcript-der-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/transcript_der_bench.py --split heldout
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see README.
 image-check:
