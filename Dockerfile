@@ -39,7 +39,7 @@ ARG FETCH_ARGS=""
 ARG ALIGN_LANGUAGES="ru en de fr es it"
 RUN --mount=type=bind,source=builder/fetch_models.py,target=/build/builder/fetch_models.py \
     --mount=type=bind,source=scripts/fetch_assets.py,target=/build/scripts/fetch_assets.py \
-    --mount=type=bind,source=src/model_manifest.json,target=/build/src/model_manifest.json \
+    --mount=type=bind,source=src/worker/model_manifest.json,target=/build/src/worker/model_manifest.json \
     --mount=type=bind,from=local-models,target=/local-models \
     --mount=type=secret,id=hf_token \
     --mount=type=cache,target=/root/.cache/pip \

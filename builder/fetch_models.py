@@ -1,6 +1,6 @@
 """Fetch every model the image bakes into MODELS_DIR, then load each one offline to prove it.
 
-What and where comes from src/model_manifest.json (the worker reads the same file):
+What and where comes from src/worker/model_manifest.json (the worker reads the same file):
 
 - whisper/<name>: CTranslate2 Whisper models, MODELS_DIR/<dir>;
 - distil/<name>: the distil-whisper CTranslate2 models (whisper_distil), only with --with distil;
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = json.loads((ROOT / "src" / "model_manifest.json").read_text())
+MANIFEST = json.loads((ROOT / "src" / "worker" / "model_manifest.json").read_text())
 GROUPS = ("whisper", "distil", "alignment", "diarization", "punkt_tab", "translation",
           "embeddings")
 OPTIONAL_GROUPS = ("distil",)  # fetched only when asked for with --with
@@ -56,7 +56,7 @@ OPTIONAL_ITEMS = tuple(f"translation/{name}" for name, e in MANIFEST["translatio
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "spiece.model", "sentencepiece.bpe.model", "source.spm", "target.spm",
                    "vocab.json", "generation_config.json")
-ALIGN_DIR = "alignment"  # the worker's MODELS_DIR/alignment (src/alignment.py)
+ALIGN_DIR = "alignment"  # the worker's MODELS_DIR/alignment (src/alignment/align.py)
 # speaker-diarization-3.1's config.yaml names other gated repositories (at their `main`);
 # pyannote.audio 4 also loads a PLDA (from community-1) for every SpeakerDiarization pipeline,
 # even when its clustering does not use it. Each part is fetched at the manifest's pinned
@@ -82,14 +82,14 @@ DEFAULT_ALIGN_LANGUAGES = ("ru", "en", "de", "fr", "es", "it")
 
 
 def align_model(language: str) -> str:
-    """The model the worker uses for `language` (src/alignment.py default_align_model)."""
+    """The model the worker uses for `language` (src/alignment/align.py default_align_model)."""
     from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 
     name = (MANIFEST["alignment"].get(language) or DEFAULT_ALIGN_MODELS_TORCH.get(language)
             or DEFAULT_ALIGN_MODELS_HF.get(language))
     if name is None:
         raise SystemExit(f"no alignment model for language {language!r}: whisperx has none; "
-                         "add one to src/model_manifest.json's alignment section")
+                         "add one to src/worker/model_manifest.json's alignment section")
     return name
 
 

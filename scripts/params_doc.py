@@ -1,5 +1,5 @@
 """The README's parameter and worker-settings tables, generated from their one source each:
-src/rp_schema.py (PARAMS) and src/settings.py (WorkerSettings).
+src/rp_schema.py (PARAMS) and src/worker/settings.py (WorkerSettings).
 
     python scripts/params_doc.py          # print the tables
     python scripts/params_doc.py --write  # replace them in README.md
@@ -12,11 +12,10 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+from rp_schema import PARAMS
+from worker.settings import WorkerSettings, env_name
 
-from rp_schema import PARAMS  # noqa: E402
-from settings import WorkerSettings, env_name  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 START, END = "<!-- params:start -->", "<!-- params:end -->"
 SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"

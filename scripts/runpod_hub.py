@@ -1,6 +1,6 @@
 """The RunPod Hub files, .runpod/hub.json and .runpod/tests.json, generated from src/rp_schema.py
 (every parameter with an environment variable becomes an endpoint setting with the schema's
-default, choices and bounds) and src/model_manifest.json (the models the image holds).
+default, choices and bounds) and src/worker/model_manifest.json (the models the image holds).
 
     python scripts/runpod_hub.py           # write both files
     python scripts/runpod_hub.py --check   # exit 1 if they differ from what the schema gives
@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rp_schema import PARAMS, Param
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
 
-from rp_schema import PARAMS, Param  # noqa: E402
-
-MANIFEST = json.loads((ROOT / "src" / "model_manifest.json").read_text())
+MANIFEST = json.loads((ROOT / "src" / "worker" / "model_manifest.json").read_text())
 HUB, TESTS = ROOT / ".runpod" / "hub.json", ROOT / ".runpod" / "tests.json"
 
 # torch 2.8.0 (cu128) and the CUDA 12.8.1 base image need a driver for CUDA 12.8 or newer.

@@ -39,5 +39,10 @@ if [[ "$(cat .venv/.lock-sha256 2>/dev/null)" != "$want" ]]; then
   .venv/bin/pip check
   echo "$want" > .venv/.lock-sha256
 fi
+# The worker's own code (src/), importable by tests and scripts from anywhere.
+root="$(pwd)"
+if ! (cd / && "$root/.venv/bin/python" -c "import predict" 2>/dev/null); then
+  .venv/bin/pip install -q --no-deps -e .
+fi
 
 .venv/bin/python scripts/fetch_assets.py

@@ -22,9 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 for name, value in {"MODELS_DIR": str(ROOT / "models"), "MODEL": "base", "COMPUTE_TYPE": "int8",
                     "HF_HUB_OFFLINE": "1", "WARM_UP": "false"}.items():
     os.environ.setdefault(name, value)
-sys.path.insert(0, str(ROOT / "src"))
 
-import handler  # noqa: E402
+import handler  # noqa: E402 (after the environment above)
 
 
 def leftovers() -> int:

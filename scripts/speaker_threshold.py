@@ -9,14 +9,11 @@ the cosine similarity distribution for same-speaker and different-speaker pairs.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-import speaker_id  # noqa: E402
+from speakers import identify
 
 SOUNDS = Path("/usr/share/asterisk/sounds")
 # en/es Allison are the same woman in two languages: same speaker across languages.
@@ -34,8 +31,8 @@ def prompts(voice: str) -> list[np.ndarray]:
     for path in sorted((SOUNDS / voice).glob("*.wav")):
         if "tone" in path.name or "beep" in path.name:
             continue
-        speech = speaker_id._speech(whisperx.load_audio(str(path)))
-        if len(speech) >= 1.2 * speaker_id.SAMPLE_RATE:
+        speech = identify._speech(whisperx.load_audio(str(path)))
+        if len(speech) >= 1.2 * identify.SAMPLE_RATE:
             out.append(speech)
         if len(out) >= GROUPS * (PROMPTS_PER_CENTROID + 4):
             break
@@ -43,7 +40,7 @@ def prompts(voice: str) -> list[np.ndarray]:
 
 
 def main() -> None:
-    model = speaker_id._campplus("cpu")
+    model = identify._campplus("cpu")
     samples, centroids = [], []  # (person, vector)
     for voice, person in VOICES.items():
         clips = prompts(voice)
@@ -51,17 +48,17 @@ def main() -> None:
         for g in range(GROUPS):
             group = clips[g * step:(g + 1) * step]
             sample, rest = [], group
-            while rest and sum(len(c) for c in sample) < 4 * speaker_id.SAMPLE_RATE:
+            while rest and sum(len(c) for c in sample) < 4 * identify.SAMPLE_RATE:
                 sample, rest = sample + [rest[0]], rest[1:]
-            samples.append((person, voice, speaker_id.embed(model, np.concatenate(sample))))
-            vecs = [speaker_id.embed(model, c) for c in rest[:PROMPTS_PER_CENTROID]]
+            samples.append((person, voice, identify.embed(model, np.concatenate(sample))))
+            vecs = [identify.embed(model, c) for c in rest[:PROMPTS_PER_CENTROID]]
             centroids.append((person, voice, np.mean(vecs, axis=0)))
     same, diff, cross_lang = [], [], []
     for i, (p1, v1, a) in enumerate(samples):
         for j, (p2, v2, b) in enumerate(centroids):
             if i == j:
                 continue
-            sim = speaker_id.cosine(a, b)
+            sim = identify.cosine(a, b)
             (same if p1 == p2 and v1 == v2 else cross_lang if p1 == p2 else diff).append(sim)
     for name, values in (("same speaker", same), ("same speaker, other language", cross_lang),
                          ("different speakers", diff)):

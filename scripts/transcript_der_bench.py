@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
 os.environ.setdefault("MODELS_DIR", str(ROOT / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CONTAINER_LOG", str(ROOT / ".cache" / "bench-container-log.txt"))
 
-import conversations  # noqa: E402
+import conversations  # noqa: E402 (after the environment above)
 
 
 def job(path: Path) -> dict:

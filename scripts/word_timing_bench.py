@@ -22,7 +22,6 @@ import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("MODELS_DIR", str(ROOT / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

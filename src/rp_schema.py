@@ -17,14 +17,11 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
-from download import public_url
-from errors import InputError
-from languages import LANGUAGE_CODES, normalize_language
+from inputs import public_url
+from worker.errors import InputError
+from worker.languages import LANGUAGE_CODES, normalize_language
+from worker.models import OFFICIAL_MODELS
 
-OFFICIAL_MODELS = (
-    "tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3", "turbo",
-    "distil-large-v2", "distil-large-v3", "distil-medium.en", "distil-small.en",
-)
 COMPUTE_TYPES = (
     "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",

@@ -48,7 +48,7 @@ WORKER_ENV = {
 # setting and every parameter's env alias, except what WORKER_ENV sets.
 def _cleared_env() -> tuple[str, ...]:
     import rp_schema
-    import settings
+    from worker import settings
 
     names = {settings.env_name(f) for f in settings.WorkerSettings.model_fields}
     names |= {n for p in rp_schema.PARAMS for n in p.env_names}

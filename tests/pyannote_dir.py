@@ -14,13 +14,10 @@ Speaker labels from it are not meaningful (random embedding); the code path is r
 from __future__ import annotations
 
 import shutil
-import sys
 from importlib.resources import files
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "builder"))
-
-import fetch_models  # noqa: E402
+import fetch_models
 
 # pyannote/speaker-diarization-3.1's config.yaml as published; build() localizes it with the
 # image build's own code (builder/fetch_models.py), so tests load the layout the image bakes.

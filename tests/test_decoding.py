@@ -16,10 +16,9 @@ from whisperx.asr import FasterWhisperPipeline
 from whisperx.asr import WhisperModel as WhisperxModel
 
 import asr
-import decoding
-import speech
+from asr import decoding, vad
+from asr.decoding import WindowResult
 from conftest import ENGLISH_TEXT, MODELS, SAMPLES, ffmpeg, normalize, wer
-from decoding import WindowResult
 
 FAST = {"diarization": False, "align_output": False, "debug": True}
 SANE_WER = 0.3  # base int8 on CPU: 0.12 at temperature 0 on whole VAD windows
@@ -39,16 +38,15 @@ def english_16k(english_wav: Path, media_dir: Path) -> tuple[np.ndarray, Path]:
 @pytest.fixture(scope="module")
 def sample_scores():
     """Real pyannote VAD scores of the real two-speaker sample (30 s)."""
-    import models
 
     audio, _ = soundfile.read(SAMPLES / "sample.wav", dtype="float32")
-    scores = models.CACHE.vad("cpu")({"waveform": torch.from_numpy(audio).unsqueeze(0),
+    scores = asr.load_vad("cpu")({"waveform": torch.from_numpy(audio).unsqueeze(0),
                                       "sample_rate": 16000})
     return scores, len(audio) / 16000
 
 
-def vad(onset=0.3, offset=0.25, on=0.0, off=0.0, pad_on=0.0, pad_off=0.0) -> speech.VadParams:
-    return speech.VadParams(onset, offset, on, off, pad_on, pad_off)
+def vad_params(onset=0.3, offset=0.25, on=0.0, off=0.0, pad_on=0.0, pad_off=0.0) -> vad.VadParams:
+    return vad.VadParams(onset, offset, on, off, pad_on, pad_off)
 
 
 def merge(regions: list[tuple[float, float]], gap: float = 0.0) -> list[tuple[float, float]]:
@@ -65,7 +63,7 @@ def close(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
     return len(a) == len(b) and np.allclose(np.array(a), np.array(b), atol=1e-6)
 
 
-# --- the whisperx / faster-whisper contract decoding.py and speech.py rely on ---------------
+# --- the whisperx / faster-whisper contract decoding.py and vad.py rely on ---------------
 
 def test_pipeline_contract_we_override_is_unchanged():
     # We override WhisperModel.generate_segment_batched; the pipeline calls it so and reads
@@ -91,15 +89,14 @@ def test_pipeline_contract_we_override_is_unchanged():
 # --- the VAD rules, on real VAD scores of real speech ---------------------------------------
 
 def test_vad_scores_with_heap_trimming_are_whisperx_vad_scores(sample_scores, monkeypatch):
-    """speech.scores calls the Inference inside whisperx's VAD pipeline directly (to trim the
+    """vad.scores calls the Inference inside whisperx's VAD pipeline directly (to trim the
     heap after each batch): the same scores as whisperx's own call, and the heap trimmed."""
-    import heap
-    import models
+    from worker import heap
 
     audio, _ = soundfile.read(SAMPLES / "sample.wav", dtype="float32")
     trims = []
     monkeypatch.setattr(heap, "release", lambda: trims.append(1) or True)
-    ours = speech.scores(models.CACHE.vad("cpu"), audio)
+    ours = vad.scores(asr.load_vad("cpu"), audio)
     theirs, _ = sample_scores
     assert ours.data.shape == theirs.data.shape
     assert np.allclose(ours.data, theirs.data, atol=1e-6)
@@ -109,25 +106,25 @@ def test_vad_scores_with_heap_trimming_are_whisperx_vad_scores(sample_scores, mo
 
 def test_padding_and_min_duration_rules_on_real_vad_scores(sample_scores):
     scores, duration = sample_scores
-    base = speech.windows_from_scores(scores, vad(), 30, duration).speech
+    base = vad.windows_from_scores(scores, vad_params(), 30, duration).speech
     assert len(base) >= 3  # the sample has short and long turns, with pauses between
 
-    padded = speech.windows_from_scores(scores, vad(pad_on=0.4, pad_off=0.3), 30, duration)
+    padded = vad.windows_from_scores(scores, vad_params(pad_on=0.4, pad_off=0.3), 30, duration)
     expected = merge([(max(0.0, a - 0.4), min(duration, b + 0.3)) for a, b in base])
     assert close(padded.speech, expected), (padded.speech, expected)
 
-    long_only = speech.windows_from_scores(scores, vad(on=1.0), 30, duration).speech
+    long_only = vad.windows_from_scores(scores, vad_params(on=1.0), 30, duration).speech
     assert close(long_only, [(a, b) for a, b in base if b - a >= 1.0])
     assert len(long_only) < len(base)
 
-    bridged = speech.windows_from_scores(scores, vad(off=1.0), 30, duration).speech
+    bridged = vad.windows_from_scores(scores, vad_params(off=1.0), 30, duration).speech
     assert close(bridged, merge(base, gap=1.0))
     assert len(bridged) < len(base)
 
 
 def test_long_regions_are_cut_at_the_quietest_frame(sample_scores):
     scores, duration = sample_scores
-    result = speech.windows_from_scores(scores, vad(), 5, duration)
+    result = vad.windows_from_scores(scores, vad_params(), 5, duration)
     windows = result.windows
     assert all(0 < b - a <= 5 + 1e-6 for a, b in windows), windows
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(windows, windows[1:], strict=False))
@@ -141,7 +138,7 @@ def test_long_regions_are_cut_at_the_quietest_frame(sample_scores):
     frames = scores.sliding_window
     times = np.array([frames[i].middle for i in range(scores.data.shape[0])])
     level = scores.data.max(axis=1)
-    pieces = speech._split(a, b, times, level, 5)
+    pieces = vad._split(a, b, times, level, 5)
     assert pieces[0][0] == a and pieces[-1][1] == b and len(pieces) >= 3
     for (s, cut), (nxt, _) in zip(pieces, pieces[1:], strict=False):
         assert cut == nxt and cut - s <= 5
@@ -150,11 +147,11 @@ def test_long_regions_are_cut_at_the_quietest_frame(sample_scores):
 
 
 def test_fixed_windows_cover_the_audio_evenly():
-    w = speech.fixed(65.0, 30)
+    w = vad.fixed(65.0, 30)
     assert w.windows == [(0.0, 21.667), (21.667, 43.333), (43.333, 65.0)]
     assert w.speech == [(0.0, 65.0)] and w.vad is False
-    assert speech.fixed(30.0, 30).windows == [(0.0, 30.0)]
-    assert speech.fixed(0.0, 30).windows == []
+    assert vad.fixed(30.0, 30).windows == [(0.0, 30.0)]
+    assert vad.fixed(0.0, 30).windows == []
 
 
 # --- the silence and fallback rules (faster-whisper's) --------------------------------------
@@ -276,9 +273,8 @@ def test_the_length_limit_is_where_ctranslate2_stops_a_decode(english_16k, promp
     ctranslate2 applies, half of max_length (224 for Whisper), not max_length."""
     from faster_whisper.audio import pad_or_trim
 
-    import models
 
-    model = models.CACHE.whisper(str(MODELS / "base"), "int8", "cpu").model
+    model = asr.load_whisper(str(MODELS / "base"), "int8", "cpu").model
     features = pad_or_trim(model.feature_extractor(english_16k[0][: 30 * 16000]))
     encoded = model.encode(features[None])
     sot = [50258, 50259, 50359, 50363]  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>
@@ -410,7 +406,7 @@ def test_no_speech_means_no_detection_on_padding(run_job, media_dir, local_file)
 def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
         run_job, russian_speech, local_file, monkeypatch):
     vad_calls, batches = [], []
-    real_vad, real_transcribe = speech.scores, asr.transcribe
+    real_vad, real_transcribe = vad.scores, asr.transcribe
 
     def counting_vad(*args, **kwargs):
         vad_calls.append(1)
@@ -422,7 +418,7 @@ def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
             raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
         return real_transcribe(*args, **kwargs)
 
-    monkeypatch.setattr(speech, "scores", counting_vad)
+    monkeypatch.setattr(vad, "scores", counting_vad)
     monkeypatch.setattr(asr, "transcribe", oom_once)
     result = run_job({"audio_file": local_file(russian_speech[0]), "translate": True,
                       "temperature_increment_on_fallback": None} | FAST)
@@ -443,14 +439,13 @@ def batched_run(english_16k):
     import whisperx
     from whisperx.audio import N_SAMPLES, log_mel_spectrogram
 
-    import models
 
-    loaded = models.CACHE.whisper(str(MODELS / "base"), "int8", "cpu")
+    loaded = asr.load_whisper(str(MODELS / "base"), "int8", "cpu")
     audio, _ = english_16k
-    windows = speech.fixed(len(audio) / 16000, 5)
+    windows = vad.fixed(len(audio) / 16000, 5)
     pipeline = whisperx.load_model(
         loaded.path, "cpu", compute_type="int8", model=loaded.model, language="en",
-        asr_options={"temperatures": [0.0, 0.5, 1.0]}, vad_model=speech.PrecomputedVad(windows))
+        asr_options={"temperatures": [0.0, 0.5, 1.0]}, vad_model=vad.PrecomputedVad(windows))
     features = torch.stack([
         log_mel_spectrogram(clip, n_mels=80, padding=N_SAMPLES - clip.shape[0])
         for clip in (audio[int(a * 16000): int(b * 16000)] for a, b in windows.windows)])
@@ -537,9 +532,8 @@ def test_a_fallback_batch_samples_at_most_twice_batch_size_sequences():
 
 
 def test_taking_rows_copies_them_from_the_encoder_output():
-    import models
 
-    model = models.CACHE.whisper(str(MODELS / "base"), "int8", "cpu").model
+    model = asr.load_whisper(str(MODELS / "base"), "int8", "cpu").model
     rng = np.random.default_rng(0)
     features = rng.standard_normal((3, 80, 3000)).astype("float32")
     full = model.encode(features)
@@ -549,7 +543,7 @@ def test_taking_rows_copies_them_from_the_encoder_output():
 
 
 def test_pieces_inherit_their_window_fields_and_ids_are_renumbered():
-    import segments
+    from output import segments
 
     windows = [{"start": 0.0, "end": 10.0, "seek": 0, "tokens": [1], "temperature": 0.0,
                 "avg_logprob": -0.2, "compression_ratio": 1.1, "no_speech_prob": 0.01},

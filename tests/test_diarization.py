@@ -13,7 +13,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 FAST = {"align_output": False, "language": "en"}
 SAMPLE = Path(__file__).parent.parent / "samples" / "sample.wav"
 # Measured on this file (collar 0, overlap scored): campplus 0.052, senko 0.060 (0.227 before
-# its turns were redrawn on segmentation-3.0's frames, speaker_frames.py).
+# its turns were redrawn on segmentation-3.0's frames, diarization/frames.py).
 MAX_DER = {"campplus": 0.10, "senko": 0.10}
 
 
@@ -36,13 +36,13 @@ def test_token_free_backend_der_on_real_two_speaker_audio(backend):
     """pyannote.metrics DER against the sample's reference RTTM."""
     import soundfile
 
-    import diarization
     import rp_schema
+    from diarization import pipeline
 
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": backend}, {}).values
     warnings: list[str] = []
-    result = diarization.diarize(audio, job, "cpu", warnings)
+    result = pipeline.diarize(audio, job, "cpu", warnings)
     assert result is not None and warnings == []
     hypothesis = Annotation()
     for row in result.turns.itertuples():
@@ -109,14 +109,14 @@ def test_senko_keeps_the_speaker_count_within_the_bounds(bounds, count):
     """Two real voices: a bound that allows 2 finds 2, any other gets the nearest count."""
     import soundfile
 
-    import diarization
     import rp_schema
+    from diarization import pipeline
 
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"} | bounds,
                             {}).values
     warnings: list[str] = []
-    result = diarization.diarize(audio, job, "cpu", warnings)
+    result = pipeline.diarize(audio, job, "cpu", warnings)
     assert result is not None and warnings == []
     assert result.turns["speaker"].nunique() == count
 
@@ -128,34 +128,33 @@ def test_senko_bounds_are_per_job_under_concurrency():
 
     import soundfile
 
-    import diarization
-    import senko_diarizer
+    from diarization import pipeline, senko_tuned
 
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
-    diarizer = diarization.senko_backend("cpu").diarizer
-    asks = [senko_diarizer.Bounds(num=n) for n in (1, 3, 2, 4)] * 2
+    diarizer = pipeline.senko_backend("cpu").diarizer
+    asks = [senko_tuned.Bounds(num=n) for n in (1, 3, 2, 4)] * 2
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(lambda b: len({r["speaker"] for r in
                                              diarizer.diarize_job(audio, b)["merged_segments"]}),
                               asks))
     assert found == [b.num for b in asks]
-    assert diarizer.spectral_cluster.mer_cos == senko_diarizer.MERGE_COSINE  # unchanged
+    assert diarizer.spectral_cluster.mer_cos == senko_tuned.MERGE_COSINE  # unchanged
 
 
 def test_senko_internals_the_bounded_diarizer_relies_on():
-    """senko_diarizer reaches inside senko in two places; an upgrade that moves them fails
+    """senko_tuned reaches inside senko in two places; an upgrade that moves them fails
     here instead of silently ignoring the bounds or the 20 min switch."""
     import inspect
 
     import senko
 
-    import senko_diarizer
+    from diarization import senko_tuned
 
     module = inspect.getsource(inspect.getmodule(senko.Diarizer))  # the method is decorated
     start = module.index("def _perform_clustering(self, embeddings, subsegments):")
     source = module[start: module.index("    def ", start + 10)]
     assert "self.spectral_cluster(embeddings)" in source
-    assert f"wav_length < {senko_diarizer.SPECTRAL_UP_TO_S}" in source
+    assert f"wav_length < {senko_tuned.SPECTRAL_UP_TO_S}" in source
     init = inspect.getsource(senko.Diarizer.__init__)
     assert "self.spectral_cluster = ClusteringClass(**self.spectral_config['cluster']['args'])" \
         in init
@@ -243,9 +242,7 @@ def test_pipeline_baked_under_models_dir_is_found_by_name(run_job, clip, pyannot
 # --- token-free default on real multi-voice conversations (scripts/conversations.py) ---
 
 def _conversation(condition: str, index: int):
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
     import conversations
 
     # held-out split: recordings never used to tune the clustering (that used --split dev)
@@ -259,13 +256,13 @@ HELDOUT_CASES = {("overlap-3", 0): 0.35}
 
 @pytest.mark.parametrize(("condition", "index"), sorted(HELDOUT_CASES))
 def test_default_backend_on_a_held_out_real_voice_conversation(condition, index):
-    import diarization
     import rp_schema
+    from diarization import pipeline
 
     mix = _conversation(condition, index)
     job = rp_schema.resolve({"audio_file": "x"}, {}).values  # the default: no token
     warnings: list[str] = []
-    result = diarization.diarize(mix.audio, job, "cpu", warnings)
+    result = pipeline.diarize(mix.audio, job, "cpu", warnings)
     assert result is not None and result.backend == "senko"
     hypothesis = Annotation()
     for row in result.turns.itertuples():
@@ -282,7 +279,7 @@ def test_campplus_batched_embeddings_equal_one_at_a_time():
     import soundfile
     import torch
 
-    import campplus
+    from diarization import campplus
 
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
     crops = torch.from_numpy(audio[: 6 * 16000 * 4].reshape(6, 1, -1)[:, :, :40000].copy())
@@ -305,7 +302,7 @@ def test_clustering_keeps_pyannote_contract_and_bounded_memory(monkeypatch):
     import numpy as np
     from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-    import clustering
+    from diarization import clustering
 
     monkeypatch.setattr(clustering, "MAX_EMBEDDINGS", 50)
     rng = np.random.default_rng(0)
@@ -328,14 +325,14 @@ def test_clustering_keeps_pyannote_contract_and_bounded_memory(monkeypatch):
 def test_worker_warm_up_loads_the_diarization_backend_a_default_job_uses(assets_ready, caplog):
     """No pyannote pipeline in this MODELS_DIR: a default job would diarize with senko, so the
     worker's start loads senko (on CUDA that is when its kernels compile), and says why."""
-    import models
     import predict
     import rp_schema
+    from worker import models
 
-    models.CACHE._models.get("diarize", {}).pop(("senko", "cpu"), None)
+    models.cache()._models.get("diarize", {}).pop(("senko", "cpu"), None)
     defaults = rp_schema.resolve({"audio_file": "warm-up"}).values
     predict.warm_up(defaults.model, defaults.compute_type, diarize=defaults)
-    assert ("senko", "cpu") in models.CACHE.loaded("diarize")
+    assert ("senko", "cpu") in models.cache().loaded("diarize")
     assert any(r.getMessage().startswith("warm-up: pyannote diarization unavailable")
                and r.getMessage().endswith(SENKO_INSTEAD) for r in caplog.records)
 
@@ -346,9 +343,8 @@ def test_senko_turns_stay_inside_the_speech_the_job_found(run_job, local_file, m
     import soundfile
 
     import asr
-    import models
     import rp_schema
-    import speech
+    from asr import vad
 
     mix = _conversation("pauses-3", 1)
     path = media_dir / "pauses-3-1.wav"
@@ -358,7 +354,7 @@ def test_senko_turns_stay_inside_the_speech_the_job_found(run_job, local_file, m
     turns = result["speaker_turns"]
     assert len({t["speaker"] for t in turns}) >= 2
     job = rp_schema.resolve({"audio_file": "x"}, {}).values
-    regions = speech.find(models.CACHE.vad("cpu"), mix.audio, asr.vad_params(job), 30,
+    regions = vad.find(asr.load_vad("cpu"), mix.audio, asr.vad_params(job), 30,
                           len(mix.audio) / 16000).speech
     for turn in turns:
         assert any(a - 1e-3 <= turn["start"] and turn["end"] <= b + 1e-3 for a, b in regions), turn
@@ -367,29 +363,29 @@ def test_senko_turns_stay_inside_the_speech_the_job_found(run_job, local_file, m
 def test_clipping_turns_to_speech_regions():
     import pandas as pd
 
-    import diarization
+    from diarization import pipeline
 
     turns = pd.DataFrame([(0.0, 5.0, "A"), (5.0, 9.0, "B"), (9.5, 9.6, "A")],
                          columns=["start", "end", "speaker"])
-    clipped = diarization.clip_turns(turns, [(0.5, 2.0), (3.0, 6.0), (8.995, 9.55)])
+    clipped = pipeline.clip_turns(turns, [(0.5, 2.0), (3.0, 6.0), (8.995, 9.55)])
     assert list(clipped.itertuples(index=False, name=None)) == [
         (0.5, 2.0, "A"), (3.0, 5.0, "A"), (5.0, 6.0, "B"), (9.5, 9.55, "A")]  # 5 ms of B: gone
-    assert diarization.clip_turns(turns, []).empty
+    assert pipeline.clip_turns(turns, []).empty
 
 
 def test_senko_backend_is_one_cached_model(monkeypatch):
     """senko and its segmentation-3.0 step are one diarization model: with a budget of one
     per kind, a second job reuses both instead of each load unloading the other."""
-    import diarization
-    import models
     import rp_schema
+    from diarization import pipeline
+    from worker import models
 
     cache = models.ModelCache(1)
-    monkeypatch.setattr(diarization, "CACHE", cache)
+    monkeypatch.setattr(models, "_cache", cache)
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
     audio = _conversation("short-turns-2", 1).audio
-    diarization.diarize(audio, job, "cpu", [])
-    first = diarization.senko_backend("cpu")
-    diarization.diarize(audio, job, "cpu", [])
+    pipeline.diarize(audio, job, "cpu", [])
+    first = pipeline.senko_backend("cpu")
+    pipeline.diarize(audio, job, "cpu", [])
     assert cache.loaded("diarize") == [("senko", "cpu")]
-    assert diarization.senko_backend("cpu") is first
+    assert pipeline.senko_backend("cpu") is first

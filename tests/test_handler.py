@@ -52,10 +52,10 @@ def test_local_file_transcribes_with_debug_info(run_job, short_wav, local_file):
 
 
 def test_second_job_reuses_the_loaded_model(run_job, short_wav, local_file, monkeypatch):
-    import models
+    from worker import models
 
     # An empty cache, whatever other tests loaded before: the first job really loads.
-    monkeypatch.setattr(models, "CACHE", models.ModelCache(2))
+    monkeypatch.setattr(models, "_cache", models.ModelCache(2))
     job = {"audio_file": local_file(short_wav), "compute_type": "float32", "debug": True} | FAST
     first, second = ok(run_job(job)), ok(run_job(job))
     assert first["debug_info"]["model"]["load_seconds"] > 0
@@ -294,12 +294,12 @@ def test_container_log_file_gets_every_jobs_lines_with_tokens_masked(run_job, sh
     import logging
     from logging.handlers import RotatingFileHandler
 
-    import settings
+    from worker import settings
 
     files = [h for h in logging.getLogger().handlers if isinstance(h, RotatingFileHandler)]
     assert [Path(h.baseFilename) for h in files] == [settings.get().container_log.resolve()]
     result = ok(run_job({"audio_file": local_file(short_wav)} | FAST))
-    import job_logs
+    from worker import job_logs
 
     token = "hf_containerLogToken42"
     with job_logs.capture(frozenset({token})):  # a job whose own token gets logged

@@ -15,14 +15,13 @@ import yaml
 
 from conftest import MODELS, ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "builder"))
 
-import fetch_models  # noqa: E402
+import fetch_models
 
-import rp_schema  # noqa: E402
-import runpod_hub  # noqa: E402
-from pyannote_dir import PUBLISHED_3_1  # noqa: E402
+import rp_schema
+import runpod_hub
+from pyannote_dir import PUBLISHED_3_1
 
 
 def fetch_models_cli(*args: str, env: dict[str, str] | None = None

@@ -10,9 +10,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_parameter_table_matches_the_schema() -> None:
-    import sys
 
-    sys.path.insert(0, str(ROOT / "scripts"))
     import params_doc
 
     assert params_doc.section() in README, "run: python scripts/params_doc.py --write"
@@ -24,7 +22,7 @@ def test_the_worker_reads_its_environment_only_through_the_settings_object() -> 
     # third-party default; new worker settings go into WorkerSettings, which documents them.
     allowed = {"PYANNOTE_METRICS_ENABLED", "TOKENIZERS_PARALLELISM", "HF_TOKEN",
                "HUGGINGFACE_ACCESS_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
-    for path in (ROOT / "src").glob("*.py"):
+    for path in (ROOT / "src").rglob("*.py"):
         if path.name in ("settings.py", "rp_schema.py"):
             continue
         names = set(re.findall(r'environ(?:\.get|\.setdefault|\[)\(?\s*"([A-Z0-9_]+)"',

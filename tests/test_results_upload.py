@@ -10,7 +10,7 @@ import boto3
 import pytest
 import requests
 
-import results_upload
+from output import delivery
 
 SECRET = "s3cr3t-Bucket-Key-0123456789"
 FAST = {"diarization": False, "align_output": False, "language": "en"}
@@ -93,9 +93,9 @@ def test_unpredictably_big_result_is_truncated_with_a_warning(run_job, clip, mon
     full = run_job({"audio_file": clip, "output_format": "vtt", "language": "en",
                     "diarization": False, "word_timestamps": True})
     assert "error" not in full, full.get("error")
-    segments_only = {k: v for k, v in full.items() if k not in results_upload.TEXT_FIELDS}
+    segments_only = {k: v for k, v in full.items() if k not in delivery.TEXT_FIELDS}
     limit = len(json.dumps(segments_only, default=str)) * 3 // 4
-    cut = results_upload.truncate({k: v for k, v in full.items() if k != "logs"}, limit)
+    cut = delivery.truncate({k: v for k, v in full.items() if k != "logs"}, limit)
     assert len(json.dumps(cut, default=str).encode()) <= limit
     assert cut["truncated"] is True and "vtt" not in cut and "transcription" not in cut
     assert len(cut["segments"]) < len(full["segments"])

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from whisperx.audio import load_audio
 
-import media
-import models
 from conftest import MODELS, SAMPLES, ffmpeg
-from errors import AudioError
+from inputs import media
+from worker import models
+from worker.errors import AudioError
 
 
 @pytest.fixture(scope="module")

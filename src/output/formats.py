@@ -9,7 +9,7 @@ from typing import Any
 
 from whisperx.utils import ResultWriter, WriteSRT, WriteTXT, WriteVTT
 
-import subtitles
+from . import subtitles
 
 # Without subtitle limits: one cue per segment, as the official worker does.
 _WRITER_OPTIONS = {"max_line_width": None, "max_line_count": None, "highlight_words": False}

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nltk
 import numpy as np
 import torchaudio
 import whisperx
@@ -18,19 +17,18 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from huggingface_hub import try_to_load_from_cache
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
-from whisperx.audio import SAMPLE_RATE
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-import gpu_faults
-from errors import brief
-from models import CACHE, MANIFEST, Loaded, models_dir, offline
+from asr import Loaded
 from rp_schema import JobInput
+from worker import SAMPLE_RATE, gpu_faults
+from worker.errors import brief
+from worker.models import MANIFEST, cache, models_dir, offline, use_nltk_data
 
 log = logging.getLogger("worker.alignment")
 
 # Alignment models and NLTK's punkt_tab (sentence splitting) are baked under MODELS_DIR.
 ALIGN_DIR = "alignment"
-nltk.data.path.insert(0, str(models_dir() / "nltk_data"))
 
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -56,6 +54,7 @@ def align(
 ) -> Aligned:
     if not segments:
         return Aligned(segments, "none", None)
+    use_nltk_data()  # whisperx splits sentences with punkt_tab
 
     def fallback() -> Aligned:
         timed = whisper_word_timings(whisper, segments, audio, language, task, speech,
@@ -78,7 +77,7 @@ def align(
         )
         return fallback()
     try:
-        (model, metadata), _ = CACHE.get(
+        (model, metadata), _ = cache().get(
             "align", (name, whisper.device),
             lambda: whisperx.load_align_model(
                 language, whisper.device, model_name=name,

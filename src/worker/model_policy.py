@@ -14,10 +14,11 @@ from pathlib import Path
 
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 
-import settings
-from errors import InputError
-from models import MANIFEST, models_dir
-from rp_schema import OFFICIAL_MODELS, JobInput
+from rp_schema import JobInput
+
+from . import settings
+from .errors import InputError
+from .models import MANIFEST, OFFICIAL_MODELS, models_dir
 
 
 def _known(parameter: str) -> set[str]:

@@ -14,7 +14,7 @@ import pandas as pd
 import whisperx
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-import segments as segment_fields
+from output import segments as segment_fields
 
 
 def turns_output(turns: pd.DataFrame) -> list[dict[str, Any]]:

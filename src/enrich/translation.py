@@ -24,8 +24,8 @@ from typing import Any
 
 import ctranslate2
 
-import models
-from errors import InputError
+from worker import models
+from worker.errors import InputError
 
 MAX_SOURCE_TOKENS = 200  # pieces longer than this are split on word boundaries
 MAX_LENGTH_RATIO = 3.0  # output tokens per input token above this: a repetition loop
@@ -182,7 +182,7 @@ def _marian_pair(path: str) -> tuple[str, str] | None:
 
 def target_language(model: MTModel, requested: str) -> tuple[str, str | None]:
     """(Whisper-style code for the output, the model's own target token) or InputError."""
-    from languages import normalize_language
+    from worker.languages import normalize_language
 
     code = normalize_language(requested) or requested
     if model.kind == "marian":
@@ -266,9 +266,7 @@ def split(text: str, language: str, tokenizer: Any) -> list[str]:
 def _sentences(text: str, language: str) -> list[str]:
     import nltk
 
-    nltk_dir = str(models.models_dir() / "nltk_data")
-    if nltk_dir not in nltk.data.path:
-        nltk.data.path.insert(0, nltk_dir)
+    models.use_nltk_data()
     try:
         return nltk.sent_tokenize(text, language=PUNKT.get(language, "english"))
     except LookupError:  # no punkt_tab in this image: one piece per segment

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-import models
-from errors import InputError
+from worker import models
+from worker.errors import InputError
 
 BATCH = 32
 USE_WINDOW = 256  # USE has no hard limit; words per transcript chunk

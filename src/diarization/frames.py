@@ -30,7 +30,7 @@ from pyannote.audio import Inference
 from pyannote.audio.pipelines.utils import SpeakerDiarizationMixin
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-import campplus
+from . import campplus
 
 # Chosen on scripts/conversations.py's dev split (scripts/diarization_bench.py): PURITY 0.6-0.8
 # and MIN_CHECKED_S 0-0.6 s all score DER 0.109-0.112 there.

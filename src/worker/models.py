@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ctranslate2
-import torch
-from whisperx.vads import Pyannote
 
-import gpu_faults
-import settings
-from decoding import ThresholdedWhisperModel
-from errors import InputError
-from rp_schema import OFFICIAL_MODELS
+from . import gpu_faults, settings
+from .errors import InputError
 
 log = logging.getLogger("worker.models")
 
+# The official faster-whisper worker's model names: a request may use them (a missing one falls
+# back to the nearest model the image holds).
+OFFICIAL_MODELS = (
+    "tiny", "base", "small", "medium", "large-v1", "large-v2", "large-v3", "turbo",
+    "distil-large-v2", "distil-large-v3", "distil-medium.en", "distil-small.en",
+)
 MANIFEST = json.loads((Path(__file__).with_name("model_manifest.json")).read_text())
 # name -> Hugging Face repository of its CTranslate2 weights
 # Baked by default (whisper) or on request (whisper_distil, `fetch_models.py --with distil`).
@@ -47,6 +46,15 @@ SUBSTITUTES |= {n: ("large-v3-turbo", "large-v3") for n in MANIFEST["whisper_dis
 
 def models_dir() -> Path:
     return settings.get().models_dir
+
+
+def use_nltk_data() -> None:
+    """Point NLTK at MODELS_DIR/nltk_data, where punkt_tab is baked (never downloaded)."""
+    import nltk
+
+    path = str(models_dir() / "nltk_data")
+    if path not in nltk.data.path:
+        nltk.data.path.insert(0, path)
 
 
 def offline() -> bool:
@@ -108,15 +116,6 @@ def fallback_compute_type(dev: str, supported: set[str]) -> str:
     return next((t for t in (*preferred, "float32") if t in supported), "float32")
 
 
-@dataclass(frozen=True)
-class Loaded:
-    model: ThresholdedWhisperModel
-    path: str
-    compute_type: str
-    device: str
-    load_seconds: float  # 0.0 when the model was already warm
-
-
 class ModelCache:
     """Loaded models stay in memory across jobs. The budget is per kind (whisper, align,
     diarize, vad): a job needs one of each at once, so one shared budget below four would
@@ -127,16 +126,17 @@ class ModelCache:
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)
         self._models: dict[str, OrderedDict[tuple, Any]] = {}
-        # (path, requested "default"/"auto", device) -> the concrete type CTranslate2 chose
-        self._resolved: dict[tuple, str] = {}
-        self._lock = threading.RLock()
+        # a loader's requested key -> what the request resolved to (e.g. Whisper's
+        # "default" compute type -> the concrete one CTranslate2 chose), kept with the models
+        self.aliases: dict[tuple, Any] = {}
+        self.lock = threading.RLock()  # loaders that resolve before they load hold it too
 
     def loaded(self, kind: str) -> list[tuple]:
         return list(self._models.get(kind, {}))
 
     def get(self, kind: str, key: tuple, load: Callable[[], Any]) -> tuple[Any, float]:
         """The cached model for `key`, loading it if needed; also the seconds spent loading."""
-        with self._lock:
+        with self.lock:
             models = self._models.setdefault(kind, OrderedDict())
             if key in models:
                 models.move_to_end(key)
@@ -158,36 +158,6 @@ class ModelCache:
             log.info("unloaded %s model %s (MAX_LOADED_MODELS)", kind, dropped[0])
         gpu_faults.free_memory()  # else torch keeps the freed blocks reserved
 
-    def whisper(self, path: str, compute_type: str, dev: str) -> Loaded:
-        """One entry per concrete compute type: `default`/`auto` are keyed by what CTranslate2
-        resolved them to, so `default` and `float16` on CUDA share one model."""
-        with self._lock:
-            concrete = self._resolved.get((path, compute_type, dev), compute_type)
-            key = (path, concrete, dev)
-            if concrete in ("default", "auto") and key not in self._models.get("whisper", {}):
-                model, seconds = self._load_whisper(path, compute_type, dev)
-                concrete = model.model.compute_type
-                self._resolved[(path, compute_type, dev)] = concrete
-                model, more = self.get("whisper", (path, concrete, dev), lambda: model)
-                return Loaded(model, path, concrete, dev, seconds + more)
-            model, seconds = self.get("whisper", key,
-                                      lambda: self._load_whisper(path, concrete, dev)[0])
-            return Loaded(model, path, concrete, dev, seconds)
-
-    @staticmethod
-    def _load_whisper(path: str, compute_type: str, dev: str) -> tuple[Any, float]:
-        start = time.perf_counter()
-        model = ThresholdedWhisperModel(
-            path, device=dev, compute_type=compute_type,
-            download_root=str(models_dir()) if models_dir().is_dir() else None,
-            local_files_only=offline(), cpu_threads=os.cpu_count() or 4,
-        )
-        return model, time.perf_counter() - start
-
-    def vad(self, dev: str) -> Pyannote:
-        """whisperx's pyannote VAD (weights ship in the whisperx wheel); thresholds are per job."""
-        return self.get("vad", (dev,), lambda: Pyannote(torch.device(dev), vad_onset=0.5))[0]
-
 
 def _capacity() -> int:
     # A bad value must not crash-loop the worker at import: log it and use the default.
@@ -199,4 +169,14 @@ def _capacity() -> int:
         return default
 
 
-CACHE = ModelCache(_capacity())
+_cache: ModelCache | None = None
+_cache_lock = threading.Lock()
+
+
+def cache() -> ModelCache:
+    """The worker's one model cache, made on first use (not at import) from MAX_LOADED_MODELS."""
+    global _cache
+    with _cache_lock:
+        if _cache is None:
+            _cache = ModelCache(_capacity())
+        return _cache

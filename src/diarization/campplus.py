@@ -18,9 +18,10 @@ from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 from whisperx.diarize import DiarizationPipeline
 
-from clustering import Settings, SpeakerClustering
+from worker import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
+from .clustering import Settings, SpeakerClustering
+
 MODEL_NAME = "segmentation-3.0 + CAM++ (speech_campplus_sv_zh_en_16k-common_advanced)"
 # Chosen on the real-voice dev set (scripts/conversations.py --split dev) with
 # scripts/diarization_bench.py; see the README's diarization section.

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from errors import JobError
+from .errors import JobError
 
 
 class SettingsError(JobError):

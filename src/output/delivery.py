@@ -16,9 +16,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import settings
-from errors import InputError, brief
 from rp_schema import JobInput
+from worker import settings
+from worker.errors import InputError, brief
 
 log = logging.getLogger("worker.results_upload")
 
