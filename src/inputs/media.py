@@ -158,11 +158,12 @@ def _probe(path: Path) -> dict[str, Any]:
 def load(source: Source, warnings: list[str] | None = None) -> Audio:
     """Probe and decode; what the job should be told (a truncated file) goes to `warnings`."""
     warnings = [] if warnings is None else warnings
+    wav = _wav_header(source.path)
     try:
         info = _probe(source.path)
     except AudioError:
-        if declared := _wav_header_seconds(source.path):  # a WAV header and nothing after it
-            raise _nothing_decodes(declared) from None
+        if wav and wav.claimed:  # a WAV header and nothing after it
+            raise _nothing_decodes(wav.claimed) from None
         raise
     fmt = info.get("format", {})
     if fmt.get("format_name") == "tty":  # ffmpeg opens any text file as ANSI-art "video"
@@ -185,33 +186,41 @@ def load(source: Source, warnings: list[str] | None = None) -> Audio:
         "sample_rate": int(stream.get("sample_rate") or 0),
         "channels": int(stream.get("channels") or 0),
     }
-    # Refused up front on the container's declared length, and again on the decoded one.
-    # The audio stream's own length (a video's may be longer); a WAV's header, which ffprobe
-    # doesn't trust.
-    declared = max(float(stream.get("duration") or fmt.get("duration") or 0),
-                   _wav_header_seconds(source.path))
-    _check_length(declared)
+    # A header is a hint: refused up front only on a length the file's size bears out (without
+    # decoding hours first), and on the decoded length in every case (the decode stops soon
+    # after MAX_AUDIO_SECONDS). `claimed` is what the container says, for the truncation check.
+    if wav:  # what the data chunk holds, from the file size: exact, whatever the header says
+        length, claimed = wav.holds, wav.claimed
+    else:  # the audio stream's own length (a video's may be longer)
+        claimed = float(stream.get("duration") or fmt.get("duration") or 0)
+        plausible = claimed * MIN_BITS_PER_SECOND / 8 <= source.path.stat().st_size
+        length = claimed if plausible else 0.0
+    _check_length(length)
     compatible = actual["container"] == "wav" and all(
         actual[k] == EXPECTED[k] for k in ("codec", "sample_rate", "channels")
     )
     waveform, used_fallback, reason = None, True, "not 16 kHz mono PCM WAV; decoded with ffmpeg"
-    if compatible:
+    if compatible and wav and not wav.exact:
+        # libsndfile reads a data size of 0 as no audio at all; ffmpeg reads to the end
+        reason = ("WAV header's data size is not the file's (streamed or cut off); decoded "
+                  "with ffmpeg")
+    elif compatible:
         try:
             waveform = soundfile.read(source.path, dtype="float32")[0]
             used_fallback, reason = False, "16 kHz mono PCM WAV; read directly"
         except (soundfile.LibsndfileError, RuntimeError) as exc:
             reason = f"direct read failed ({exc}); decoded with ffmpeg"
     if waveform is None:
-        waveform = decode_ffmpeg(source.path, float(fmt.get("duration") or 0))
+        waveform = decode_ffmpeg(source.path, length)
     if waveform.size == 0:
-        if declared > 0:
-            raise _nothing_decodes(declared)
+        if claimed > 0:
+            raise _nothing_decodes(claimed)
         raise AudioError("audio: the file decodes to 0 seconds of audio; send a longer file.")
     duration = waveform.shape[0] / SAMPLE_RATE
     _check_length(duration)
-    if declared - duration > max(1.0, 0.02 * declared):
+    if claimed - duration > max(1.0, 0.02 * claimed):
         warnings.append(
-            f"audio: the file declares {declared:.1f} s but only {duration:.1f} s could be "
+            f"audio: the file declares {claimed:.1f} s but only {duration:.1f} s could be "
             "decoded (truncated or damaged); the transcript covers the decoded part."
         )
     check = {
@@ -229,31 +238,61 @@ def load(source: Source, warnings: list[str] | None = None) -> Audio:
     return Audio(waveform, duration, _sha256(source.path), check)
 
 
+# A container length the file can't hold at even this bitrate is a bad header (an AU file's
+# data size, like a WAV's, may be a placeholder), not a reason to refuse before decoding.
+# Silence is what codecs spend least on: Vorbis ~750 bit/s, Opus ~1.8 kbit/s.
+MIN_BITS_PER_SECOND = 500
+
+
 def _nothing_decodes(declared: float) -> AudioError:
     return AudioError(f"audio: the file declares {declared:.1f} s of audio but none of it "
                       "decodes (truncated or damaged); send the complete file.")
 
 
-def _wav_header_seconds(path: Path) -> float:
-    """What a RIFF/WAVE header says the data chunk holds, in seconds (0 if not a WAV or not
-    said). ffprobe reports a cut-off WAV's length from the file size instead, so a truncated
-    upload would go unnoticed."""
+@dataclass(frozen=True)
+class WavHeader:
+    holds: float  # seconds of audio the file holds: the data chunk's, cut at the end of file
+    claimed: float  # seconds the data chunk's size says; 0 for a placeholder
+    exact: bool  # the size is the data the file holds (else placeholder or cut off)
+
+
+def _wav_header(path: Path) -> WavHeader | None:
+    """What a RIFF/WAVE file holds and what its header claims (None if not a WAV or no
+    length in its header). ffprobe reports a cut-off WAV's length from the file size, so a
+    truncated upload would go unnoticed; and a header written before the recording's length
+    was known has a placeholder size, which no length should be taken from.
+
+    The file size is the evidence of what a WAV holds. A data size larger than that is either
+    a placeholder (a streamed recording: no warning) or a cut-off file (the size of the whole:
+    a truncation warning). Placeholders are 0, and sizes within 64 KiB of 2 or 4 GiB (0x7FFFF000
+    sox, 0x7FFFFFFF, 0xFFFFFFFF ffmpeg and RF64): only a cut-off recording whose whole size
+    lands there would miss its warning.
+    """
+    size_of_file = path.stat().st_size
     with path.open("rb") as f:
         if f.read(12)[8:12] != b"WAVE":
-            return 0.0
-        byte_rate = 0
+            return None
+        byte_rate = block = 0
         while len(header := f.read(8)) == 8:
             kind, size = header[:4], int.from_bytes(header[4:], "little")
             if kind == b"fmt ":
-                byte_rate = int.from_bytes(f.read(16)[8:12], "little")
+                fmt = f.read(16)
+                byte_rate = int.from_bytes(fmt[8:12], "little")
+                block = int.from_bytes(fmt[12:14], "little") or 1
                 f.seek(size - 16 + size % 2, 1)
             elif kind == b"data":
-                # 0 and 0xFFFFFFFF mean "unknown" (streamed WAVs); nothing is declared then.
-                unknown = size in (0, 0xFFFFFFFF) or not byte_rate
-                return 0.0 if unknown else size / byte_rate
+                if not byte_rate:
+                    return None
+                there = size_of_file - f.tell()
+                there -= there % block
+                placeholder = size == 0 or (size | 0xFFFF) in (0x7FFFFFFF, 0xFFFFFFFF)
+                exact = 0 < size <= there
+                claimed = 0 if placeholder and not exact else size
+                return WavHeader((size if exact else there) / byte_rate, claimed / byte_rate,
+                                 exact)
             else:
                 f.seek(size + size % 2, 1)
-    return 0.0
+    return None
 
 
 CHUNK_SAMPLES = 1 << 18  # ~16 s of audio per read from ffmpeg's pipe
@@ -265,9 +304,13 @@ def decode_ffmpeg(path: Path, declared_seconds: float) -> np.ndarray:
     Same ffmpeg command as whisperx's `load_audio`, but its output is never held whole as bytes,
     int16 and float32 at once (3 h of audio: ~1.7 GB of copies): each pipe chunk is scaled into
     its slot of the array, sized from the container's declared length (grown if it lied).
+    Stops a second past MAX_AUDIO_SECONDS: a file of unknown length is refused on what
+    decodes, without decoding all of it.
     """
+    max_seconds = settings.get().max_audio_seconds
     cmd = ["ffmpeg", "-nostdin", "-threads", "0", "-i", str(path), "-f", "s16le", "-ac", "1",
-           "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-"]
+           "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE),
+           *(["-t", f"{max_seconds + 1:.3f}"] if max_seconds else []), "-"]
     out = np.empty(max(int(declared_seconds * SAMPLE_RATE) + SAMPLE_RATE, CHUNK_SAMPLES),
                    dtype=np.float32)
     filled, odd = 0, b""
@@ -291,6 +334,12 @@ def decode_ffmpeg(path: Path, declared_seconds: float) -> np.ndarray:
             lines = stderr.read().decode(errors="replace").strip().splitlines() or ["error"]
             # ffmpeg's last stderr line names the problem
             raise AudioError(f"audio: ffmpeg could not decode the file ({lines[-1][:200]}).")
+    if max_seconds and filled > max_seconds * SAMPLE_RATE:
+        raise AudioError(
+            f"audio: the file decodes to more than {max_seconds:g} s (decoding stopped there), "
+            f"longer than this worker's MAX_AUDIO_SECONDS={max_seconds:g}; split the file or "
+            "raise the limit."
+        )
     if filled < out.size // 2:
         return out[:filled].copy()  # declared length far too long: don't keep the slack
     return out[:filled]
