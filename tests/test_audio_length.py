@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile
 
-import media
 from conftest import english_prompts, ffmpeg, read_16k, wer
-from errors import AudioError
+from inputs import media
+from worker.errors import AudioError
 
 FAST = {"diarization": False, "align_output": False, "language": "en"}
 SANE_WER = 0.3  # base int8 on CPU, Debian's English prompts; the same as test_decoding's
