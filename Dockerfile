@@ -34,7 +34,7 @@ RUN --mount=type=bind,source=requirements.lock,target=/tmp/requirements.lock \
 # Every model, fetched and then loaded offline by one script. The Hugging Face token is a build
 # secret: mounted for this step only, it is in no layer, ARG, ENV or history entry.
 ARG FETCH_ARGS=""
-# Languages whose wav2vec2 alignment model is baked (README lists sizes); others fall back to
+# Languages whose wav2vec2 alignment model is baked (docs/image.md lists sizes); others fall back to
 # Whisper's cross-attention word timings.
 ARG ALIGN_LANGUAGES="ru en de fr es it"
 RUN --mount=type=bind,source=builder/fetch_models.py,target=/build/builder/fetch_models.py \

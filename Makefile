@@ -20,21 +20,22 @@ soak:
 	scripts/setup.sh
 	.venv/bin/python scripts/soak.py --jobs 200
 
-# Speed and memory: writes BENCHMARKS.md + BENCHMARKS.png (README "Long audio and make bench").
+# Speed and memory: writes BENCHMARKS.md + BENCHMARKS.png (docs/long-audio-and-benchmarks.md).
 bench:
 	scripts/setup.sh
 	.venv/bin/python scripts/bench.py
 
-# DER per condition per token-free diarization candidate (README, Speaker diarization).
+# DER per condition per token-free diarization candidate (docs/diarization.md).
 diarization-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/diarization_bench.py --split heldout
 
-# DER of the transcript's segments beside DER of speaker_turns, from whole default jobs.
+# DER of the transcript's segments beside DER of speaker_turns, from whole default jobs
+# (docs/diarization.md).
 transcript-der-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/transcript_der_bench.py --split heldout
 
-# Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see README.
+# Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see docs/image.md.
 image-check:
 	scripts/image_check.sh

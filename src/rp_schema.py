@@ -204,8 +204,8 @@ PARAMS: tuple[Param, ...] = (
     P("speaker_samples", list | None, None, "Reference clips naming speakers: "
       '`[{"name": "Alice", "url": "https://..."}]` (or `audio_base64`, or `file` under '
       "LOCAL_INPUT_DIR), a few seconds of each person talking alone. Diarized speakers whose "
-      "embedding matches a sample are renamed to its name everywhere; see Speaker "
-      "identification.", "output", env=(),
+      "embedding matches a sample are renamed to its name everywhere; see "
+      "docs/speaker-identification.md.", "output", env=(),
       accepts='a list of {"name", "url" | "audio_base64" | "file"} objects'),
     P("speaker_verification", bool | None, None, "kodxana-compatible switch for speaker "
       "identification: null (default) identifies when speaker_samples are given, true "

@@ -101,7 +101,8 @@ def test_unknown_target_names_field_and_how_to_find_codes(tiny_madlad):
         mt.translate(model, SEGMENTS, "en", "ja", [])
     message = str(err.value)
     assert message.startswith("translate_to: 'ja' is not a language translation_model")
-    assert "ISO 639-1" in message and "<2de>" in message and "README" in message
+    assert "ISO 639-1" in message and "<2de>" in message
+    assert "docs/translation-and-embeddings.md" in message
 
 
 def test_same_language_is_a_noop_with_warning(tiny_madlad):

@@ -18,7 +18,7 @@ log = logging.getLogger("worker.asr")
 
 
 # What a job that asked for detection reports when the audio has no speech to detect on
-# (documented in the README; `warnings` says so).
+# (documented in docs/decoding.md; `warnings` says so).
 NO_SPEECH_LANGUAGE = "en"
 
 

