@@ -1,11 +1,13 @@
 # The README's two commands: `make run` and `make test`. Both set everything up first.
 LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=samples
+# `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
+REQUEST ?= test_input.json
 
 .PHONY: run test lint soak bench diarization-bench transcript-der-bench image-check
 
 run:
 	scripts/setup.sh
-	$(LOCAL_ENV) .venv/bin/python src/handler.py
+	$(LOCAL_ENV) .venv/bin/python scripts/run_local.py $(REQUEST)
 
 test:
 	scripts/setup.sh --test

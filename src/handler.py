@@ -7,6 +7,7 @@ temporary files are removed whatever happens.
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,10 @@ def _warm_up() -> None:
 def start() -> None:
     """The worker's start-up: logging, the warm-up, then runpod's job loop."""
     job_logs.install()
+    if "--rp_serve_api" in sys.argv:  # the local API, also at RunPod's /<endpoint id>/ paths
+        import local_api
+
+        local_api.install()
     if settings.get().warm_up:
         _warm_up()
     runpod.serverless.start({"handler": handler})

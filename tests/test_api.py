@@ -1,5 +1,6 @@
-"""The worker as users run it: runpod's local API server (/runsync, /run + /status) on
-127.0.0.1, and `python src/handler.py` on test_input.json."""
+"""The worker as users run it: runpod's local API server (/runsync, /run + /status, also under
+RunPod's /<endpoint id>/ for its SDK) on 127.0.0.1, and `python src/handler.py` on
+test_input.json."""
 
 from __future__ import annotations
 
@@ -113,3 +114,55 @@ def test_handler_runs_test_input_json() -> None:
                      proc.stdout + proc.stderr), proc.stderr[-3000:]
     job_input = json.loads((ROOT / "test_input.json").read_text())["input"]
     assert job_input["audio_file"] == "sample.wav"
+
+
+# A backend engineer's client for the RunPod endpoint, unchanged: only the environment points
+# runpod's SDK at the local API (README, Clients).
+SDK_CLIENT = """
+import json, os, sys
+import runpod
+
+runpod.api_key = os.environ["RUNPOD_API_KEY"]
+endpoint = runpod.Endpoint(os.environ["ENDPOINT_ID"])
+print(json.dumps(endpoint.run_sync({"input": json.loads(sys.argv[1])}, timeout=600)))
+"""
+
+
+def result_shape(result: dict) -> tuple[dict[str, str], list[str]]:
+    """Every top-level field with its JSON type, and every segment field."""
+    return ({k: type(v).__name__ for k, v in result.items()},
+            sorted({k for s in result["segments"] for k in s}))
+
+
+def test_runpod_sdk_and_plain_http_get_the_same_full_result(api: str, tmp_path: Path) -> None:
+    job = SAMPLE_JOB | {"output_format": "srt"}
+    client = tmp_path / "client.py"
+    client.write_text(SDK_CLIENT)
+    # the SDK posts to <RUNPOD_ENDPOINT_BASE_URL>/<endpoint id>/runsync
+    proc = subprocess.run(
+        [sys.executable, str(client), json.dumps(job)], capture_output=True, text=True,
+        timeout=600, env=worker_env(RUNPOD_ENDPOINT_BASE_URL=api, RUNPOD_API_KEY="local-key",
+                                    ENDPOINT_ID="abc123xyz"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sdk = json.loads(proc.stdout)
+    body = requests.post(f"{api}/runsync", json={"input": job},
+                         headers={"Authorization": "Bearer local-key"}, timeout=300).json()
+    assert body["status"] == "COMPLETED", body
+    plain = body["output"]
+    assert result_shape(sdk) == result_shape(plain)
+    for result in (sdk, plain):
+        assert result["detected_language"] == "en" and result["segments"]
+        assert "chicago" in result["transcription"].lower()
+        assert result["srt"].startswith("1\n") and "job " in result["logs"]
+
+
+def test_runpod_paths_with_an_endpoint_id(api: str) -> None:
+    """What a plain-HTTP client written for https://api.runpod.ai/v2/<id>/ sends, here."""
+    bad = requests.post(f"{api}/abc123xyz/runsync", json={"input": {"audio_file": "sample.wav",
+                                                                     "batch_size": "lots"}},
+                        headers={"Authorization": "Bearer local-key"}, timeout=60).json()
+    assert bad["status"] == "FAILED"
+    assert bad["error"] == "input 'batch_size': got 'lots', expected an integer >= 1 and <= 256."
+    # the SDK GETs /status (runpod's local API had it as POST only)
+    unknown = requests.get(f"{api}/abc123xyz/status/no-such-job", timeout=30).json()
+    assert unknown == {"id": "no-such-job", "status": "FAILED", "error": "Job ID not found"}
