@@ -39,9 +39,11 @@ if [[ "$(cat .venv/.lock-sha256 2>/dev/null)" != "$want" ]]; then
   .venv/bin/pip check
   echo "$want" > .venv/.lock-sha256
 fi
-# The worker's own code (src/), importable by tests and scripts from anywhere.
+# The worker's own code (src/), importable by tests and scripts from anywhere, and the
+# project's console scripts (whisperx-client).
 root="$(pwd)"
-if ! (cd / && "$root/.venv/bin/python" -c "import predict" 2>/dev/null); then
+if ! (cd / && "$root/.venv/bin/python" -c "import predict" 2>/dev/null) \
+    || [[ ! -x .venv/bin/whisperx-client ]]; then
   .venv/bin/pip install -q --no-deps -e .
 fi
 
