@@ -45,41 +45,54 @@ def test_out_of_memory_retries_once_with_half_the_batch(run_job, short, monkeypa
     assert "hello" in result["transcription"].lower()
 
 
-def _oom_in_pyannote(monkeypatch, times: int) -> list[tuple[int, int]]:
+def _not_loaded():
+    raise AssertionError("the campplus pipeline runs from the model cache")
+
+
+def _oom_in_pyannote(monkeypatch, times: int
+                     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The diarization pipeline's own call (pyannote SpeakerDiarization.apply) runs out of GPU
-    memory `times` times, then runs for real; returns the batch sizes it was called with."""
+    memory `times` times, then runs for real; returns the batch sizes it was called with, and
+    those the cached pipeline held during each call."""
     from pyannote.audio.pipelines import SpeakerDiarization
 
-    real, calls = SpeakerDiarization.apply, []
+    from worker import models
+
+    real, calls, shared = SpeakerDiarization.apply, [], []
 
     def flaky(self, *args, **kwargs):
         calls.append((self.segmentation_batch_size, self.embedding_batch_size))
+        # what the cached pipeline, which other jobs share, holds while this call runs
+        cached = models.cache().get("diarize", ("campplus", "cpu"), _not_loaded)[0].model
+        shared.append((cached.segmentation_batch_size, cached.embedding_batch_size))
         if len(calls) <= times:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(SpeakerDiarization, "apply", flaky)
-    return calls
+    return calls, shared
 
 
 def test_out_of_memory_in_diarization_is_retried_with_smaller_batches(run_job, short,
                                                                       monkeypatch):
-    calls = _oom_in_pyannote(monkeypatch, times=1)
+    calls, shared = _oom_in_pyannote(monkeypatch, times=1)
     result = run_job({"audio_file": short} | DIARIZE)
     assert "error" not in result, result["error"]
     assert calls == [(32, 32), (16, 16)]
+    # the retry's smaller batches are the job's own: the cached pipeline never changes
+    assert shared == [(32, 32), (32, 32)]
     assert ("diarization ran out of GPU memory at batch_size=32; retried with batch_size=16. "
             "Lower batch_size to avoid the retry.") in result["warnings"]
     assert result["speakers"] and all(s.get("speaker") for s in result["segments"])
     # the shared pipeline keeps its batch sizes for the next job
-    again = _oom_in_pyannote(monkeypatch, times=0)
+    again, _ = _oom_in_pyannote(monkeypatch, times=0)
     assert run_job({"audio_file": short} | DIARIZE)["speakers"]
     assert again == [(32, 32)]
 
 
 def test_out_of_memory_twice_in_diarization_is_a_warning_not_a_failure(run_job, short,
                                                                        monkeypatch):
-    calls = _oom_in_pyannote(monkeypatch, times=2)
+    calls, _ = _oom_in_pyannote(monkeypatch, times=2)
     result = run_job({"audio_file": short} | DIARIZE)
     assert "error" not in result, result["error"]
     assert len(calls) == 2 and "speakers" not in result
@@ -164,3 +177,19 @@ def test_no_progress_posts_outside_runpod(run_job, short, monkeypatch):
     monkeypatch.setattr(runpod.serverless, "progress_update",
                         lambda job, p: pytest.fail("progress posted outside RunPod"))
     assert "error" not in run_job({"audio_file": short} | FAST)
+
+
+def test_pyannote_batch_size_view_shares_models_and_leaves_the_pipeline_alone():
+    """Contract of worker.compat.pyannote: pyannote keeps the segmentation batch size on an
+    Inference registered in the pipeline's `_inferences`; the per-call view must not write
+    through to the cached pipeline."""
+    from diarization import campplus
+    from worker.compat import pyannote as compat_pyannote
+
+    pipeline = campplus.build_pipeline("cpu")
+    before = pipeline.segmentation_batch_size, pipeline.embedding_batch_size
+    view = compat_pyannote.with_batch_sizes(pipeline, 3, 5)
+    assert (view.segmentation_batch_size, view.embedding_batch_size) == (3, 5)
+    assert (pipeline.segmentation_batch_size, pipeline.embedding_batch_size) == before
+    assert view._segmentation.model is pipeline._segmentation.model  # weights shared
+    assert view._segmentation is not pipeline._segmentation

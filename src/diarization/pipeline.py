@@ -11,6 +11,7 @@ more accurate of the two on real voices: docs/diarization.md), with a warning.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 
 from rp_schema import JobInput
 from worker import SAMPLE_RATE, gpu_faults
+from worker.compat import pyannote as compat_pyannote
 from worker.errors import brief
 from worker.models import MANIFEST, cache, models_dir, offline
 
@@ -137,15 +139,13 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
     defaults = inner.segmentation_batch_size, inner.embedding_batch_size
 
     def call(batch_size: int) -> Any:
-        # Out of GPU memory, the retry runs with smaller batches; the shared pipeline keeps its
-        # own sizes for the next job.
-        inner.segmentation_batch_size = min(defaults[0], batch_size)
-        inner.embedding_batch_size = min(defaults[1], batch_size)
-        try:
-            return pipeline(audio, return_embeddings=_wants_embeddings(job),
+        # Out of GPU memory, the retry runs with smaller batches, on a view of the cached
+        # pipeline: other jobs (and the next one) keep the cached pipeline's own sizes.
+        job_pipeline = copy.copy(pipeline)
+        job_pipeline.model = compat_pyannote.with_batch_sizes(
+            inner, min(defaults[0], batch_size), min(defaults[1], batch_size))
+        return job_pipeline(audio, return_embeddings=_wants_embeddings(job),
                             **_speaker_bounds(job))
-        finally:
-            inner.segmentation_batch_size, inner.embedding_batch_size = defaults
 
     result = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
     turns, embeddings = result if _wants_embeddings(job) else (result, None)
