@@ -7,13 +7,12 @@ error names the field, where the value came from, the value, and what is allowed
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
@@ -344,13 +343,86 @@ def parse_value(p: Param, value: Any, where: str) -> Any:
     return parsed
 
 
-# A job's resolved parameters: one typed, frozen attribute per entry of PARAMS (so adding a
-# parameter is a one-line change, and the type a module reads is the one the schema parsed).
-JobInput = dataclasses.make_dataclass(
-    "JobInput", [(p.name, p.type, field(default=p.default)) for p in PARAMS], frozen=True,
-)
-JobInput.__doc__ = "A job's resolved parameters: one typed attribute per entry of PARAMS."
-JobInput.__module__ = __name__
+# <job-input:start> (generated from PARAMS: python scripts/params_doc.py --write)
+@dataclass(frozen=True)
+class JobInput:
+    """A job's resolved parameters: one typed attribute per entry of PARAMS."""
+
+    audio_file: str | None = None
+    audio_base64: str | None = None
+    model: str = 'faster-whisper-large-v3-russian'
+    compute_type: Literal[
+        'default',
+        'auto',
+        'int8',
+        'int8_float32',
+        'int8_float16',
+        'int8_bfloat16',
+        'int16',
+        'float16',
+        'bfloat16',
+        'float32',
+    ] = 'float16'
+    language: str | None = None
+    language_detection_min_prob: float = 0.5
+    language_detection_max_tries: int = 3
+    task: Literal['transcribe', 'translate'] = 'transcribe'
+    translate: bool = False
+    batch_size: int = 32
+    beam_size: int = 5
+    best_of: int = 5
+    patience: float = 1.0
+    length_penalty: float = 1.1
+    temperature: float = 0.0
+    temperature_increment_on_fallback: float | None = 0.2
+    compression_ratio_threshold: float | None = 2.4
+    log_prob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = False
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    suppress_tokens: str = '-1'
+    suppress_numerals: bool = False
+    word_timestamps: bool = False
+    enable_vad: bool = True
+    vad_onset: float = 0.3
+    vad_offset: float = 0.25
+    min_duration_on: float = 0.08
+    min_duration_off: float = 0.08
+    pad_onset: float = 0.0
+    pad_offset: float = 0.0
+    chunk_size: int = 30
+    align_output: bool = True
+    align_model: str | None = None
+    interpolate_method: Literal['nearest', 'linear', 'ignore'] = 'nearest'
+    return_char_alignments: bool = False
+    diarization: bool = True
+    diarization_backend: Literal['pyannote', 'campplus', 'senko'] = 'pyannote'
+    diarization_model: str = 'pyannote/speaker-diarization-3.1'
+    num_speakers: int | None = None
+    return_speaker_embeddings: bool = False
+    speaker_samples: list[Any] | None = None
+    speaker_verification: bool | None = None
+    speaker_match_threshold: float = 0.72
+    huggingface_access_token: str | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    output_format: Literal['json', 'srt', 'vtt', 'txt', 'markdown'] = 'json'
+    min_segment_duration: float = 0.0
+    transcription: Literal['plain_text', 'formatted_text', 'srt', 'vtt'] = 'plain_text'
+    translation: Literal['plain_text', 'formatted_text', 'srt', 'vtt'] = 'plain_text'
+    max_line_width: int | None = None
+    max_line_count: int | None = None
+    max_cue_duration: float | None = None
+    highlight_words: bool = False
+    upload_results: bool | None = None
+    translate_to: str | None = None
+    translation_model: str = 'madlad400-3b-mt'
+    embeddings: Literal['false', 'segments', 'transcript', 'both'] = 'false'
+    embedding_model: str = 'bge-m3'
+    embedding_dims: int | None = None
+    debug: bool = False
+# <job-input:end>
 
 
 @dataclass(frozen=True)

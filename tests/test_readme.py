@@ -85,3 +85,15 @@ def test_files_named_in_readme_and_docs_exist() -> None:
     assert named
     missing = sorted(f"{page}: {path}" for page, path in named if not (ROOT / path).exists())
     assert not missing, missing
+
+
+def test_job_input_is_generated_from_the_parameter_table() -> None:
+    import dataclasses
+
+    import params_doc
+    import rp_schema
+
+    assert params_doc.job_input_class() in (ROOT / "src" / "rp_schema.py").read_text(), \
+        "run: python scripts/params_doc.py --write"
+    fields = dataclasses.fields(rp_schema.JobInput)
+    assert [(f.name, f.default) for f in fields] == [(p.name, p.default) for p in rp_schema.PARAMS]
