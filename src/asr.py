@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import whisperx
 from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
 from whisperx.audio import SAMPLE_RATE
 
 import rp_schema
@@ -16,6 +18,7 @@ import speech
 from decoding import DecodeStats, WindowResult, decode_stats
 from models import Loaded
 from rp_schema import JobInput
+from segments import Segment, Window, token_texts
 from speech import PrecomputedVad, SpeechWindows, VadParams
 
 log = logging.getLogger("worker.asr")
@@ -99,16 +102,23 @@ def vad_params(job: JobInput) -> VadParams:
 
 @dataclass(frozen=True)
 class Transcript:
-    segments: list[dict[str, Any]]  # one per window with text, with the window's fields
+    windows: list[Window]  # the decoded windows with text, what segments are cut from
     stats: DecodeStats
     speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see speech.py
+
+    @property
+    def segments(self) -> list[Segment]:
+        """One segment per window, with faster-whisper's fields."""
+        return [w.segment() for w in self.windows]
 
 
 def transcribe(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: JobInput, language: str,
-    task: str, batch_size: int,
+    task: str, batch_size: int, score_tokens: bool = False,
 ) -> Transcript:
-    stats = DecodeStats(batch_size=batch_size)
+    """`score_tokens`: the job will cut windows into several segments, which then need their
+    tokens' own log-probabilities (decoding.py)."""
+    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
     if not windows.windows:
         return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
@@ -130,8 +140,10 @@ def transcribe(
     finally:
         decode_stats.reset(token)
     fps = loaded.model.frames_per_second
-    segments = [
-        segment_fields(s["start"], s["end"], r, fps)
+    tokenizer = Tokenizer(loaded.model.hf_tokenizer, loaded.model.model.is_multilingual,
+                          task=task, language=language)
+    decoded = [
+        window(s["start"], s["end"], r, fps, tokenizer.decode)
         for s, r in zip(result["segments"], stats.results, strict=True)
         if r.text.strip()
     ]
@@ -139,17 +151,16 @@ def transcribe(
         "%s: %d windows, %d re-decoded in %d batched passes (%d stable), %d dropped as silence",
         task, stats.windows, stats.redecoded, stats.fallback_passes, stats.stable, stats.silent,
     )
-    return Transcript(segments, stats, windows.speech)
+    return Transcript(decoded, stats, windows.speech)
 
 
-def segment_fields(start: float, end: float, r: WindowResult, frames_per_second: int
-                   ) -> dict[str, Any]:
-    """A window's segment with the official worker's (faster-whisper Segment) fields."""
-    return {
-        "start": start, "end": end, "text": r.text.strip(),
-        "seek": int(round(start * frames_per_second)),  # frames of the window start
-        "tokens": list(r.tokens), "temperature": r.temperature,
-        "avg_logprob": round(r.avg_logprob, 4),
-        "compression_ratio": round(r.compression_ratio, 4),
-        "no_speech_prob": round(r.no_speech_prob, 4),
-    }
+def window(start: float, end: float, r: WindowResult, frames_per_second: int,
+           decode: Callable[[list[int]], str]) -> Window:
+    """A decoded window, with faster-whisper's Segment fields and what cutting it needs."""
+    return Window(
+        start=start, end=end, seek=int(round(start * frames_per_second)),  # frames of the start
+        text=r.text.strip(), tokens=tuple(r.tokens), token_text=token_texts(r.tokens, decode),
+        token_logprobs=r.token_logprobs, avg_logprob=r.avg_logprob,
+        compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob,
+        temperature=r.temperature,
+    )
