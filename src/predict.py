@@ -101,11 +101,14 @@ def predict(
     with timings.stage("language_detection"):
         language = asr.detect_language(loaded, audio.waveform, speech, job)
 
+    # Alignment cuts windows into sentences (and speakers may cut them again): their pieces
+    # then need each token's own log-probability (output/segments.py).
+    aligns = (job.align_output or job.word_timestamps) and job.task != "translate"
     with timings.stage("transcription"):
         transcript = gpu_faults.retry_on_oom(
             "transcription",
             lambda batch: asr.transcribe(loaded, speech, audio.waveform, job, language.code,
-                                         job.task, batch),
+                                         job.task, batch, score_tokens=aligns),
             job.batch_size, warnings,
         )
     segments = transcript.segments
@@ -159,12 +162,12 @@ def predict(
     elif samples:
         warnings.append("speaker identification skipped: diarization found no speakers.")
 
+    # The pieces alignment and speakers cut share out their window's decoding fields.
+    segments = output.partition(segments, transcript.windows)
     if job.min_segment_duration:
         segments = [s for s in segments
                     if (s["end"] or 0) - (s["start"] or 0) >= job.min_segment_duration]
-    # Pieces cut by alignment or speakers keep their window's decoding fields; ids 0..n-1.
-    segments = output.number(
-        output.inherit_by_time(segments, transcript.segments))
+    segments = output.number(segments)  # ids 0..n-1
 
     translated = None
     if job.translate_to:

@@ -349,13 +349,16 @@ def test_segments_carry_the_official_worker_fields_through_alignment(run_job, lo
         assert tokenizer.decode(s["tokens"]).strip() == s["text"]
         assert s["temperature"] == 0.0 and 0 <= s["no_speech_prob"] <= 1
         by_seek[s["seek"]] = s
-    # alignment re-cut the windows into sentences; each keeps its window's values
+    # alignment re-cut the windows into sentences; they share out their window's tokens
     assert len(aligned["segments"]) > len(windows["segments"])
+    pieces: dict[int, list[int]] = {}
     for s in aligned["segments"]:
         parent = by_seek[s["seek"]]
         assert parent["start"] <= s["start"] and s["end"] <= parent["end"] + 0.01
-        assert s["tokens"] == parent["tokens"]
+        assert normalize(tokenizer.decode(s["tokens"])) == normalize(s["text"])
         assert normalize(s["text"]) in normalize(parent["text"])
+        pieces.setdefault(s["seek"], []).extend(s["tokens"])
+    assert pieces == {seek: s["tokens"] for seek, s in by_seek.items()}
 
 
 # --- language detection on the job's windows -------------------------------------------------
@@ -450,8 +453,8 @@ def batched_run(english_16k):
         log_mel_spectrogram(clip, n_mels=80, padding=N_SAMPLES - clip.shape[0])
         for clip in (audio[int(a * 16000): int(b * 16000)] for a, b in windows.windows)])
 
-    def run(batch: int | None = None, **thresholds):
-        stats = decoding.DecodeStats()
+    def run(batch: int | None = None, score_tokens: bool = False, **thresholds):
+        stats = decoding.DecodeStats(score_tokens=score_tokens)
         token = decoding.decode_stats.set(stats)
         batch = batch or len(features)
         texts: list[str] = []
@@ -490,6 +493,23 @@ def test_only_failing_windows_are_redecoded_from_their_rows_of_the_encoder_outpu
             assert result.text == plain[i] and result.temperature == 0.0
         else:
             assert result.temperature > 0
+
+
+def test_every_windows_final_tokens_get_their_log_probabilities(batched_run, encodes):
+    """For cutting windows into segments: passing windows and those the fallback chose all
+    carry one log-probability per token, from no extra encoder pass."""
+    run, n = batched_run
+    _, plain = run(log_prob_threshold=None, compression_ratio_threshold=None)
+    assert all(r.token_logprobs == () for r in plain.results)  # not asked: not scored
+    threshold, failing = logprob_threshold_between(plain)
+    _, stats = run(score_tokens=True, log_prob_threshold=threshold,
+                   no_speech_threshold=None)
+    assert stats.redecoded == len(failing) > 0
+    assert sum(encodes) == 2 * n  # each window encoded once per run
+    for r in stats.results:
+        assert len(r.token_logprobs) == len(r.tokens) > 0
+        assert all(-50 < lp <= 0 for lp in r.token_logprobs)
+    assert {i for i, r in enumerate(stats.results) if r.temperature > 0} == set(failing)
 
 
 def test_failing_windows_of_different_batches_are_redecoded_together(
@@ -540,21 +560,3 @@ def test_taking_rows_copies_them_from_the_encoder_output():
     rows, memory = model.take(full, features, [0, 2])
     assert memory is not None  # taken from the batch's output, not encoded again
     assert np.array_equal(np.asarray(rows), np.asarray(full)[[0, 2]])
-
-
-def test_pieces_inherit_their_window_fields_and_ids_are_renumbered():
-    from output import segments
-
-    windows = [{"start": 0.0, "end": 10.0, "seek": 0, "tokens": [1], "temperature": 0.0,
-                "avg_logprob": -0.2, "compression_ratio": 1.1, "no_speech_prob": 0.01},
-               {"start": 12.0, "end": 20.0, "seek": 1200, "tokens": [2], "temperature": 0.4,
-                "avg_logprob": -0.5, "compression_ratio": 1.3, "no_speech_prob": 0.02}]
-    pieces = [{"id": 7, "start": 1.0, "end": 4.0, "text": "a", "speaker": "SPEAKER_01"},
-              {"start": 12.5, "end": 19.0, "text": "b"},
-              {"start": 9.9, "end": 10.2, "text": "c"}]  # alignment may overrun a window edge
-    out = segments.number(segments.inherit_by_time(pieces, windows))
-    assert [s["id"] for s in out] == [0, 1, 2] and list(out[0])[0] == "id"
-    assert [s["seek"] for s in out] == [0, 1200, 0]
-    assert out[1]["temperature"] == 0.4 and out[0]["speaker"] == "SPEAKER_01"
-    child = segments.inherit({"start": 13.0, "end": 14.0, "text": "x"}, windows[1])
-    assert child["tokens"] == [2] and child["text"] == "x"

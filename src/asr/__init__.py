@@ -2,10 +2,10 @@
 temperature fallback, and the Whisper model's loading."""
 
 from .language import NO_SPEECH_LANGUAGE, Language, detect_language
-from .transcription import Transcript, asr_options, find_speech, transcribe, vad_params
+from .transcription import Transcript, Window, asr_options, find_speech, transcribe, vad_params
 from .vad import SpeechWindows
 from .whisper import Loaded, load_vad, load_whisper
 
-__all__ = ["NO_SPEECH_LANGUAGE", "Language", "Loaded", "SpeechWindows", "Transcript",
+__all__ = ["NO_SPEECH_LANGUAGE", "Language", "Loaded", "SpeechWindows", "Transcript", "Window",
            "asr_options", "detect_language", "find_speech", "load_vad", "load_whisper",
            "transcribe", "vad_params"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import whisperx
+from faster_whisper.tokenizer import Tokenizer
 
 import rp_schema
 from rp_schema import JobInput
@@ -54,17 +56,52 @@ def vad_params(job: JobInput) -> VadParams:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A decoded window with text: what its segments are cut from (output.segments)."""
+
+    start: float
+    end: float
+    seek: int  # frames (10 ms) of the window start
+    text: str  # stripped
+    tokens: tuple[int, ...]  # text tokens, below end-of-text
+    # each token's characters of the decoded text, in order ("" for a token that ends inside a
+    # character: the token completing it carries the character)
+    token_text: tuple[str, ...]
+    # each token's log-probability (teacher-forced, decoding.py); empty when not scored
+    token_logprobs: tuple[float, ...]
+    avg_logprob: float  # faster-whisper's, of the whole window
+    compression_ratio: float
+    no_speech_prob: float
+    temperature: float
+
+    def segment(self) -> dict[str, Any]:
+        """The whole window as one segment, with faster-whisper's (Segment) fields."""
+        return {"start": self.start, "end": self.end, "text": self.text, "seek": self.seek,
+                "tokens": list(self.tokens), "temperature": self.temperature,
+                "avg_logprob": round(self.avg_logprob, 4),
+                "compression_ratio": round(self.compression_ratio, 4),
+                "no_speech_prob": round(self.no_speech_prob, 4)}
+
+
+@dataclass(frozen=True)
 class Transcript:
-    segments: list[dict[str, Any]]  # one per window with text, with the window's fields
+    windows: list[Window]  # the decoded windows with text, what segments are cut from
     stats: DecodeStats
     speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see speech.py
+
+    @property
+    def segments(self) -> list[dict[str, Any]]:
+        """One segment per window, with faster-whisper's fields."""
+        return [w.segment() for w in self.windows]
 
 
 def transcribe(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: JobInput, language: str,
-    task: str, batch_size: int,
+    task: str, batch_size: int, score_tokens: bool = False,
 ) -> Transcript:
-    stats = DecodeStats(batch_size=batch_size)
+    """`score_tokens`: the job will cut windows into several segments, which then need their
+    tokens' own log-probabilities (decoding.py)."""
+    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
     if not windows.windows:
         return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
@@ -86,8 +123,10 @@ def transcribe(
     finally:
         decode_stats.reset(token)
     fps = loaded.model.frames_per_second
-    segments = [
-        segment_fields(s["start"], s["end"], r, fps)
+    tokenizer = Tokenizer(loaded.model.hf_tokenizer, loaded.model.model.is_multilingual,
+                          task=task, language=language)
+    decoded = [
+        window(s["start"], s["end"], r, fps, tokenizer.decode)
         for s, r in zip(result["segments"], stats.results, strict=True)
         if r.text.strip()
     ]
@@ -95,17 +134,35 @@ def transcribe(
         "%s: %d windows, %d re-decoded in %d batched passes (%d stable), %d dropped as silence",
         task, stats.windows, stats.redecoded, stats.fallback_passes, stats.stable, stats.silent,
     )
-    return Transcript(segments, stats, windows.speech)
+    return Transcript(decoded, stats, windows.speech)
 
 
-def segment_fields(start: float, end: float, r: WindowResult, frames_per_second: int
-                   ) -> dict[str, Any]:
-    """A window's segment with the official worker's (faster-whisper Segment) fields."""
-    return {
-        "start": start, "end": end, "text": r.text.strip(),
-        "seek": int(round(start * frames_per_second)),  # frames of the window start
-        "tokens": list(r.tokens), "temperature": r.temperature,
-        "avg_logprob": round(r.avg_logprob, 4),
-        "compression_ratio": round(r.compression_ratio, 4),
-        "no_speech_prob": round(r.no_speech_prob, 4),
-    }
+def window(start: float, end: float, r: WindowResult, frames_per_second: int,
+           decode: Callable[[list[int]], str]) -> Window:
+    """A decoded window, with faster-whisper's Segment fields and what cutting it needs."""
+    return Window(
+        start=start, end=end, seek=int(round(start * frames_per_second)),
+        text=r.text.strip(), tokens=tuple(r.tokens), token_text=token_texts(r.tokens, decode),
+        token_logprobs=r.token_logprobs, avg_logprob=r.avg_logprob,
+        compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob,
+        temperature=r.temperature,
+    )
+
+
+def token_texts(tokens: Sequence[int], decode: Callable[[list[int]], str]) -> tuple[str, ...]:
+    """Each token's characters of `decode(tokens)`, in order. Byte-level BPE can end a token
+    inside a character; such a token gets "" and the one completing the character carries it
+    (faster-whisper's split_tokens_on_unicode, keeping every token)."""
+    full = decode(list(tokens))
+    out: list[str] = []
+    pending: list[int] = []
+    offset = 0
+    for token in tokens:
+        pending.append(token)
+        text = decode(pending)
+        bad = text.find("\ufffd")
+        if bad < 0 or full[offset + bad: offset + bad + 1] == "\ufffd":  # complete, or a real �
+            out += [""] * (len(pending) - 1) + [text]
+            offset += len(text)
+            pending = []
+    return tuple(out + [""] * len(pending))

@@ -14,8 +14,6 @@ import pandas as pd
 import whisperx
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-from output import segments as segment_fields
-
 
 def turns_output(turns: pd.DataFrame) -> list[dict[str, Any]]:
     """The diarization itself, overlaps included: `speaker_turns`."""
@@ -98,5 +96,5 @@ def _split(segment: dict[str, Any], words: list[dict[str, Any]], joiner: str
         if "chars" in segment:
             piece["chars"] = [c for c in segment["chars"] if c.get("start") is not None
                               and piece["start"] <= c["start"] < piece["end"]]
-        pieces.append(segment_fields.inherit(piece, segment))
+        pieces.append(piece)  # its decoding fields: output.partition, from its window
     return pieces
