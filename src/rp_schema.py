@@ -282,10 +282,11 @@ def _reject_bool(value: Any) -> Any:
 
 def _adapter(p: Param) -> TypeAdapter:
     inner = _inner_type(p.type)
-    constraints = Field(
-        ge=p.ge, gt=p.gt, le=p.le, lt=p.lt, max_length=p.max_length,
-        **({"allow_inf_nan": False} if inner is float else {}),
-    )
+    limits: dict[str, Any] = {"ge": p.ge, "gt": p.gt, "le": p.le, "lt": p.lt,
+                              "max_length": p.max_length}
+    if inner is float:
+        limits["allow_inf_nan"] = False
+    constraints = Field(**limits)
     annotated: Any = Annotated[inner, constraints]
     if inner in (int, float):
         annotated = Annotated[annotated, BeforeValidator(_reject_bool)]

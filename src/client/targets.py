@@ -193,7 +193,7 @@ class Pool:
                 return target
             healths = list(self.health.values())
             if all(h.down_since is not None for h in healths):
-                since = max(h.down_since for h in healths)  # type: ignore[type-var]
+                since = max(h.down_since for h in healths if h.down_since is not None)
                 if now - since > self.unreachable_timeout_s:
                     raise AllDown("; ".join(h.last_error for h in healths))
             wake = min((h.down_until for h in healths if h.failures), default=now + 1)

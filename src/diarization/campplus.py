@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,8 @@ class CAMPPlusEmbedding(Model):
             return None
         return feats - feats.mean(dim=0, keepdim=True)
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None,
+                **kwargs: Any) -> torch.Tensor:
         out = torch.full((waveforms.shape[0], self.dimension), float("nan"),
                          device=waveforms.device)
         by_length: dict[int, list[tuple[int, torch.Tensor]]] = {}
@@ -123,7 +125,10 @@ def segmentation_model() -> Model:
     backend draws its turns on)."""
     with warnings.catch_warnings():  # lightning's checkpoint-upgrade notice
         warnings.simplefilter("ignore")
-        return Model.from_pretrained(str(_weights()[0]), strict=False)
+        model = Model.from_pretrained(str(_weights()[0]), strict=False)
+    if model is None:
+        raise RuntimeError(f"segmentation-3.0 did not load from {_weights()[0]}")
+    return model
 
 
 def campp_weights() -> Path:

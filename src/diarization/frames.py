@@ -175,7 +175,7 @@ def _check_relabels(proposed: np.ndarray, senko: np.ndarray, audio: np.ndarray,
     added, removed = (proposed > senko).any(axis=1), (senko > proposed).any(axis=1)
     final = proposed.copy()
     rate = campplus.SAMPLE_RATE
-    for first, end in _runs(added & removed):
+    for first, end in _runs(np.asarray(added & removed)):
         if (end - first) * window.step < MIN_CHECKED_S:
             continue
         new = np.flatnonzero((proposed[first:end] > senko[first:end]).any(axis=0))

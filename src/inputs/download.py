@@ -118,14 +118,15 @@ def check_url(url: str) -> SplitResult:
 def resolve(url: str) -> Target:
     """Check a URL, and pick the address to connect to (resolved once, here)."""
     parts = check_url(url)
-    host, port = parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    host = parts.hostname or ""  # check_url refused a URL without one
+    port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
         raise AudioError(
             f"audio_file: cannot resolve host {host!r}; check the URL is public."
         ) from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not settings.get().allow_private_urls:
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%", 1)[0])

@@ -49,15 +49,16 @@ def target(job: JobInput) -> Bucket | None:
     cfg = settings.get()
     secret = cfg.bucket_secret_access_key.get_secret_value() if cfg.bucket_secret_access_key \
         else None  # masked in every log line and output by job_logs (SECRET_ENV)
-    configured = bool(cfg.bucket_endpoint_url and cfg.bucket_access_key_id and secret)
+    endpoint, key_id = cfg.bucket_endpoint_url, cfg.bucket_access_key_id
+    configured = bool(endpoint and key_id and secret)
     if job.upload_results and not configured:
         raise InputError(
             "upload_results: true needs a bucket, and this worker has none; set "
             "BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY on the "
             "endpoint, or send upload_results: false.")
-    if not configured or job.upload_results is False:
+    if not (endpoint and key_id and secret) or job.upload_results is False:
         return None
-    return Bucket(cfg.bucket_endpoint_url, cfg.bucket_access_key_id, secret,
+    return Bucket(endpoint, key_id, secret,
                   cfg.bucket_name or time.strftime("%m-%y"), cfg.upload_url_expiry_s)
 
 

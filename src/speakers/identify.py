@@ -165,8 +165,9 @@ def identify(samples: list[Sample], centroids: dict[str, list[float]], model: An
         for r, c in zip(rows, cols, strict=True):
             if sims[r, c] >= threshold:
                 names[speakers[c]] = samples[r].name
-    table = {s.name: {k: round(float(sims[i, j]), 4) for j, k in enumerate(speakers)}
-             for i, s in enumerate(samples)}
+    table: dict[str, dict[str, float | None]] = {
+        s.name: {k: round(float(sims[i, j]), 4) for j, k in enumerate(speakers)}
+        for i, s in enumerate(samples)}
     for s in samples:
         log.info("%s: %.1f s of speech, similarities %s", s.label, s.speech_seconds,
                  table[s.name])

@@ -49,7 +49,9 @@ def env_secrets() -> frozenset[str]:
 def job_secrets(raw_input: Any) -> frozenset[str]:
     """The secrets a request brings (its Hugging Face token), for that job only."""
     token = raw_input.get("huggingface_access_token") if isinstance(raw_input, dict) else None
-    return frozenset({token.strip()}) if looks_secret(token, 4) else frozenset()
+    if isinstance(token, str) and looks_secret(token, 4):
+        return frozenset({token.strip()})
+    return frozenset()
 
 
 def _mask(value: Any, secrets: frozenset[str]) -> Any:
