@@ -75,7 +75,7 @@ def predict(
     bucket = output.delivery.target(job)  # upload_results=true without a bucket fails here
 
     # Before any work: a request may not make the worker load (and run) arbitrary models.
-    model_policy.check(job)
+    model_policy.check(resolved)
 
     with timings.stage("download"):
         source = inputs.fetch(job.audio_file, job.audio_base64, workdir)
