@@ -137,6 +137,21 @@ def test_a_request_may_not_leave_models_dir(run_job, sample_clip, local_file, vo
     assert "stage download" not in result["logs"]
 
 
+def test_a_name_too_long_for_the_filesystem_is_an_input_error(run_job, sample_clip, local_file):
+    long = "m" * 300  # within the schema's 512 characters, over a file name's 255 bytes
+    audio = local_file(sample_clip(4))
+    result = run_job({"audio_file": audio, "model": long} | QUICK)
+    assert result["error"] == (
+        f"input 'model': {long!r} is not a model of this image or a directory under "
+        f"MODELS_DIR; other models load only when the worker allows them "
+        f"(ALLOWED_REMOTE_MODELS={long}, or ALLOW_REMOTE_MODELS=true).")
+    result = run_job({"audio_file": audio, "translate_to": "de", "translation_model": long}
+                     | QUICK)
+    assert result["error"] == (
+        f"translation_model: {long!r} is not a CTranslate2 translation model in MODELS_DIR "
+        f"({MODELS}) nor a local path. Available: none.")
+
+
 # --- downloads --------------------------------------------------------------------------------
 
 class _Counting(http.server.SimpleHTTPRequestHandler):
