@@ -24,6 +24,7 @@ import alignment
 import asr
 import diarization
 import inputs
+import job_models
 import output
 import speakers
 import worker
@@ -74,8 +75,10 @@ def predict(
         torch.cuda.reset_peak_memory_stats()
     bucket = output.delivery.target(job)  # upload_results=true without a bucket fails here
 
-    # Before any work: a request may not make the worker load (and run) arbitrary models.
-    model_policy.check(job)
+    # Before any work: a request may not make the worker load (and run) arbitrary models, and
+    # every model the job needs must be here (filesystem checks: no work is thrown away later).
+    model_policy.check(resolved)
+    needs = job_models.find(job, warnings)
 
     with timings.stage("download"):
         source = inputs.fetch(job.audio_file, job.audio_base64, workdir)
@@ -89,7 +92,7 @@ def predict(
     output.delivery.check_size(job, audio.duration, bucket)
 
     with timings.stage("model_load"):
-        path = models.resolve_model(job.model, warnings)
+        path = needs.whisper
         compute_type = models.resolve_compute_type(job.compute_type, device, warnings)
         loaded = asr.load_whisper(path, compute_type, device)
         vad = asr.load_vad(device)

@@ -242,6 +242,7 @@ def test_unknown_model_lists_what_is_available(run_job, short_wav, local_file):
         f"model: 'large-v2' is not in MODELS_DIR ({MODELS}) and downloads are disabled "
         "(HF_HUB_OFFLINE). Available: base."
     )
+    assert "stage " not in result["logs"]  # found missing before the download
 
 
 def test_official_model_name_maps_to_what_the_image_holds(run_job, short_wav, local_file,

@@ -227,3 +227,21 @@ def test_any_json_input_resolves_or_raises_input_error(raw: dict) -> None:
         value = getattr(resolved.values, p.name)
         inner = rp_schema._inner_type(p.type)
         assert value is None or isinstance(value, inner)
+
+
+def test_worker_settings_follow_the_environment(monkeypatch) -> None:
+    """settings.get() parses once per environment, and still sees every change (any case)."""
+    from worker import settings as worker_settings
+
+    monkeypatch.setenv("MAX_LOADED_MODELS", "3")
+    first = worker_settings.get()
+    assert first.max_loaded_models == 3 and worker_settings.get() is first
+    monkeypatch.setenv("MAX_LOADED_MODELS", "5")
+    assert worker_settings.get().max_loaded_models == 5
+    monkeypatch.delenv("MAX_LOADED_MODELS")
+    monkeypatch.setenv("max_loaded_models", "4")  # pydantic-settings ignores the case
+    assert worker_settings.get().max_loaded_models == 4
+    monkeypatch.setenv("max_loaded_models", "many")
+    for _ in range(2):  # a bad value is an error every time, never a stale good one
+        with pytest.raises(worker_settings.SettingsError, match="MAX_LOADED_MODELS: got 'many'"):
+            worker_settings.get()

@@ -10,8 +10,11 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
+
+from conftest import MODELS
 
 
 @pytest.fixture
@@ -59,6 +62,94 @@ def test_the_images_models_and_allowed_ids_pass(monkeypatch, tmp_path):
     assert not model_policy.allowed("model", "org/third")
     monkeypatch.setenv("ALLOW_REMOTE_MODELS", "true")
     assert model_policy.allowed("diarization_model", "org/third")
+
+
+def whisper_folder(where: Path) -> Path:
+    """models/base as a model folder of its own (file links: the folder itself is `where`, so
+    it resolves outside MODELS_DIR)."""
+    where.mkdir(parents=True)
+    for file in (MODELS / "base").iterdir():
+        (where / file.name).symlink_to(file)
+    return where
+
+
+@pytest.fixture
+def volume_models_dir(tmp_path, monkeypatch) -> Path:
+    """MODELS_DIR holding `my-whisper`, the operator's symlink to a model on a network volume
+    (/models/large-v3 -> /runpod-volume/models/large-v3); the volume holds `other` too."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "my-whisper").symlink_to(whisper_folder(tmp_path / "volume" / "my-whisper"))
+    whisper_folder(tmp_path / "volume" / "other")
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    return models
+
+
+QUICK = {"language": "en", "diarization": False, "align_output": False, "debug": True}
+
+
+def test_the_operators_model_path_outside_models_dir_runs(run_job, sample_clip, local_file,
+                                                           tmp_path, monkeypatch):
+    """MODEL=/runpod-volume/... in the endpoint's environment is configuration, not a request."""
+    model = whisper_folder(tmp_path / "runpod-volume" / "whisper")
+    monkeypatch.setenv("MODEL", str(model))
+    result = run_job({"audio_file": local_file(sample_clip(4))} | QUICK | {"align_output": True})
+    assert "error" not in result, result["error"]
+    assert result["segments"] and result["model"] == str(model)
+    assert result["debug_info"]["model"]["path"] == str(model)
+    assert result["debug_info"]["params"]["model"] == {"value": str(model), "source": "env:MODEL"}
+    # alignment still degrades (no wav2vec2 model here) with its one warning
+    assert [w for w in result["warnings"] if w.startswith("alignment model ")] == [
+        "alignment model 'WAV2VEC2_ASR_BASE_960H' for language 'en' is not in this image "
+        f"({MODELS / 'alignment'}) and downloads are off; word timings come from Whisper's "
+        "cross-attention (bake it with the image's ALIGN_LANGUAGES)."]
+
+
+@pytest.mark.parametrize("source", ["request", "env"])
+def test_the_operators_symlink_under_models_dir_is_its_entry(run_job, sample_clip, local_file,
+                                                             volume_models_dir, monkeypatch,
+                                                             source):
+    job = {"audio_file": local_file(sample_clip(4))} | QUICK
+    if source == "request":
+        job["model"] = "my-whisper"
+    else:
+        monkeypatch.setenv("MODEL", "my-whisper")
+    result = run_job(job)
+    assert "error" not in result, result["error"]
+    assert result["segments"]
+    assert result["debug_info"]["model"]["path"] == str(volume_models_dir / "my-whisper")
+    assert result["debug_info"]["params"]["model"]["source"] == (
+        "request:model" if source == "request" else "env:MODEL")
+
+
+@pytest.mark.parametrize("value", ["../volume/other", "my-whisper/../other", "ABSOLUTE"])
+def test_a_request_may_not_leave_models_dir(run_job, sample_clip, local_file, volume_models_dir,
+                                            value):
+    """Real model folders outside MODELS_DIR, named by a request: by `..` (also through the
+    operator's symlink, which the OS resolves in the link's target) or by an absolute path."""
+    if value == "ABSOLUTE":
+        value = str(volume_models_dir.parent / "volume" / "other")
+    result = run_job({"audio_file": local_file(sample_clip(4)), "model": value} | QUICK)
+    assert result["error"] == (
+        f"input 'model': {value!r} is not a model of this image or a directory under "
+        f"MODELS_DIR; other models load only when the worker allows them "
+        f"(ALLOWED_REMOTE_MODELS={value}, or ALLOW_REMOTE_MODELS=true).")
+    assert "stage download" not in result["logs"]
+
+
+def test_a_name_too_long_for_the_filesystem_is_an_input_error(run_job, sample_clip, local_file):
+    long = "m" * 300  # within the schema's 512 characters, over a file name's 255 bytes
+    audio = local_file(sample_clip(4))
+    result = run_job({"audio_file": audio, "model": long} | QUICK)
+    assert result["error"] == (
+        f"input 'model': {long!r} is not a model of this image or a directory under "
+        f"MODELS_DIR; other models load only when the worker allows them "
+        f"(ALLOWED_REMOTE_MODELS={long}, or ALLOW_REMOTE_MODELS=true).")
+    result = run_job({"audio_file": audio, "translate_to": "de", "translation_model": long}
+                     | QUICK)
+    assert result["error"] == (
+        f"translation_model: {long!r} is not a CTranslate2 translation model in MODELS_DIR "
+        f"({MODELS}) nor a local path. Available: none.")
 
 
 # --- downloads --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import MODELS
 from enrich import text_embeddings as te
 from worker.errors import InputError
 
@@ -71,6 +72,18 @@ def test_dims_only_for_matryoshka_models(assets_ready):
 def test_unknown_model_is_an_input_error():
     with pytest.raises(InputError, match=r"^embedding_model: 'nope' is not a "):
         te.load("nope", "cpu")
+
+
+def test_a_missing_embedding_model_fails_the_job_before_any_work(run_job, sample_clip,
+                                                                 local_file):
+    """The default bge-m3 is not here: the job fails before the download, not after
+    transcribing, and says what this worker has."""
+    result = run_job({"audio_file": local_file(sample_clip(4)), "language": "en",
+                      "diarization": False, "embeddings": "segments"})
+    assert result["error"] == (
+        f"embedding_model: 'bge-m3' is not a sentence-transformers or USE model folder in "
+        f"MODELS_DIR ({MODELS}) nor a local path. Available: {MINILM}, {USE}.")
+    assert "stage " not in result["logs"]  # no stage ran, download included
 
 
 def test_embeddings_through_the_handler(run_job, sample_clip, local_file):

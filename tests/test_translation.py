@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MODELS
 from enrich import translation as mt
 from worker.errors import InputError
 
@@ -138,10 +139,35 @@ def test_long_sentence_is_cut_on_word_boundaries(tiny_madlad, monkeypatch):
     assert all(len(model.tokenizer.tokenize(p)) <= 5 for p in pieces)
 
 
-def test_unknown_translation_model_lists_baked_ones():
-    with pytest.raises(InputError, match=r"^translation_model: 'nope' is not a CTranslate2 "
-                                         r"translation model.*madlad400-3b-mt"):
+def test_unknown_translation_model_lists_what_is_here():
+    with pytest.raises(InputError) as err:
         mt.load("nope", "cpu", [])
+    assert str(err.value) == (
+        f"translation_model: 'nope' is not a CTranslate2 translation model in MODELS_DIR "
+        f"({MODELS}) nor a local path. Available: none.")
+
+
+def test_a_missing_translation_model_fails_the_job_before_any_work(
+        run_job, sample_clip, local_file, tiny_madlad, tmp_path, monkeypatch):
+    """madlad400-3b-mt is not in this MODELS_DIR: the job fails before the download, not after
+    transcribing, naming the folder the image's translation models are baked into."""
+    models = tmp_path / "models"
+    (models / "translation").mkdir(parents=True)
+    (models / "base").symlink_to(MODELS / "base")
+    (models / "translation" / "tiny-madlad").symlink_to(tiny_madlad)
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    job = {"audio_file": local_file(sample_clip(4)), "language": "en", "diarization": False,
+           "translate_to": "de"}
+    result = run_job(job)
+    assert result["error"] == (
+        f"translation_model: 'madlad400-3b-mt' is not a CTranslate2 translation model in "
+        f"MODELS_DIR ({models}) nor a local path. Available: translation/tiny-madlad.")
+    assert "stage " not in result["logs"]  # no stage ran, download included
+    # and both missing models are named at once
+    both = run_job(job | {"embeddings": "both", "embedding_model": "nope"})
+    assert both["error"] == result["error"] + (
+        f" embedding_model: 'nope' is not a sentence-transformers or USE model folder in "
+        f"MODELS_DIR ({models}) nor a local path. Available: none.")
 
 
 def test_madlad_never_runs_in_float16():

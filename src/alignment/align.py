@@ -48,6 +48,31 @@ def default_align_model(language: str) -> str | None:
             or DEFAULT_ALIGN_MODELS_HF.get(language))
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The wav2vec2 model a job's language aligns with, or why there is none (the warning:
+    Whisper's cross-attention times the words instead)."""
+    name: str | None  # None exactly when `unavailable` says why
+    unavailable: str | None = None
+
+
+def choose(align_model: str | None, language: str) -> Choice:
+    """The one lookup of an alignment model (align() and the job's preflight use it):
+    `align_model`, else the language's default; offline, only one that is here."""
+    name = align_model or default_align_model(language)
+    if name is None:
+        return Choice(None, (
+            f"no alignment model for language '{language}'; word timings come from Whisper's "
+            "cross-attention (set align_model to a wav2vec2 CTC model for this language)."))
+    if offline() and not is_available_offline(name):
+        # Offline, a model that isn't baked can't be had: don't try the network for it.
+        return Choice(None, (
+            f"alignment model '{name}' for language '{language}' is not in this image "
+            f"({models_dir() / ALIGN_DIR}) and downloads are off; word timings come from "
+            "Whisper's cross-attention (bake it with the image's ALIGN_LANGUAGES)."))
+    return Choice(name)
+
+
 def align(
     segments: list[dict[str, Any]], audio: np.ndarray, language: str, job: JobInput,
     whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
@@ -61,21 +86,11 @@ def align(
                                      job.batch_size)
         return Aligned(timed, "whisper", None)
 
-    name = job.align_model or default_align_model(language)
-    if name is None:
-        warnings.append(
-            f"no alignment model for language '{language}'; word timings come from Whisper's "
-            "cross-attention (set align_model to a wav2vec2 CTC model for this language)."
-        )
+    choice = choose(job.align_model, language)
+    if choice.unavailable is not None:
+        warnings.append(choice.unavailable)
         return fallback()
-    if offline() and not is_available_offline(name):
-        # Offline, a model that isn't baked can't be had: don't try the network for it.
-        warnings.append(
-            f"alignment model '{name}' for language '{language}' is not in this image "
-            f"({models_dir() / ALIGN_DIR}) and downloads are off; word timings come from "
-            "Whisper's cross-attention (bake it with the image's ALIGN_LANGUAGES)."
-        )
-        return fallback()
+    name = choice.name
     try:
         (model, metadata), _ = cache().get(
             "align", (name, whisper.device),

@@ -1,6 +1,14 @@
 """Speaker diarization, never fatal: senko redrawn on segmentation-3.0's frames (token-free
 default), pyannote's pipeline with CAM++ (token-free), or a pyannote pipeline from the Hub."""
 
-from .pipeline import Diarization, clip_turns, diarize, speakers_summary
+from .pipeline import (
+    Diarization,
+    Unavailable,
+    clip_turns,
+    diarize,
+    pyannote_pipeline,
+    speakers_summary,
+)
 
-__all__ = ["Diarization", "clip_turns", "diarize", "speakers_summary"]
+__all__ = ["Diarization", "Unavailable", "clip_turns", "diarize", "pyannote_pipeline",
+           "speakers_summary"]

@@ -101,14 +101,21 @@ def pyannote_source(name: str) -> str:
     return name
 
 
-def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
-    source = pyannote_source(job.diarization_model)
-    token = job.huggingface_access_token
-    if source == job.diarization_model and not Path(source).is_dir() and not token:
+def pyannote_pipeline(name: str, token: str | None) -> str:
+    """The one lookup of a pyannote pipeline (_pyannote and the job's preflight use it): where
+    it loads from, or Unavailable (senko runs instead) saying why."""
+    source = pyannote_source(name)
+    if source == name and not Path(source).is_dir() and not token:
         raise Unavailable(
             f"'{source}' is gated on Hugging Face and needs a token: pass "
             "huggingface_access_token or set HF_TOKEN (and accept the model's terms)."
         )
+    return source
+
+
+def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
+    token = job.huggingface_access_token
+    source = pyannote_pipeline(job.diarization_model, token)
     try:
         from whisperx.diarize import DiarizationPipeline
     except ImportError as exc:

