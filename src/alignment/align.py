@@ -19,7 +19,7 @@ from huggingface_hub import try_to_load_from_cache
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-from asr import Loaded
+from asr import Loaded, Segment
 from rp_schema import JobInput
 from worker import SAMPLE_RATE, gpu_faults
 from worker.errors import brief
@@ -37,7 +37,7 @@ SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 
 @dataclass(frozen=True)
 class Aligned:
-    segments: list[dict[str, Any]]
+    segments: list[Segment]
     method: str  # "wav2vec2" | "whisper" (cross-attention)
     model: str | None
 
@@ -74,7 +74,7 @@ def choose(align_model: str | None, language: str) -> Choice:
 
 
 def align(
-    segments: list[dict[str, Any]], audio: np.ndarray, language: str, job: JobInput,
+    segments: list[Segment], audio: np.ndarray, language: str, job: JobInput,
     whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
     if not segments:
@@ -156,7 +156,7 @@ def _clean(segment: dict[str, Any]) -> dict[str, Any]:
 
 
 def whisper_word_timings(
-    whisper: Loaded, segments: list[dict[str, Any]], audio: np.ndarray, language: str, task: str,
+    whisper: Loaded, segments: list[Segment], audio: np.ndarray, language: str, task: str,
     speech: list[tuple[float, float]], batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """Word timings for the transcribed text from Whisper's cross-attention, with

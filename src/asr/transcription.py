@@ -16,6 +16,7 @@ from rp_schema import JobInput
 
 from . import vad
 from .decoding import DecodeStats, WindowResult, decode_stats
+from .segment import Segment
 from .vad import PrecomputedVad, SpeechWindows, VadParams
 from .whisper import Loaded
 
@@ -90,7 +91,7 @@ class Transcript:
     speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see speech.py
 
     @property
-    def segments(self) -> list[dict[str, Any]]:
+    def segments(self) -> list[Segment]:
         """One segment per window, with faster-whisper's fields."""
         return [w.segment() for w in self.windows]
 

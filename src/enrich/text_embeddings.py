@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from asr import Segment
 from worker import models
 from worker.errors import InputError
 
@@ -146,7 +147,7 @@ def check_dims(embedder: Embedder, dims: int | None) -> None:
                          f"({embedder.dims}).")
 
 
-def chunks(segments: list[dict[str, Any]], embedder: Embedder) -> list[list[int]]:
+def chunks(segments: list[Segment], embedder: Embedder) -> list[list[int]]:
     """Consecutive segment indices whose joined text fits the model's window."""
     out: list[list[int]] = []
     used = 0
@@ -161,7 +162,7 @@ def chunks(segments: list[dict[str, Any]], embedder: Embedder) -> list[list[int]
     return out
 
 
-def embed(embedder: Embedder, segments: list[dict[str, Any]], what: str,
+def embed(embedder: Embedder, segments: list[Segment], what: str,
           dims: int | None) -> dict[str, Any]:
     """The job's `embeddings` output; `what`: segments | transcript | both."""
     check_dims(embedder, dims)

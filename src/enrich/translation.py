@@ -24,6 +24,7 @@ from typing import Any
 
 import ctranslate2
 
+from asr import Segment
 from worker import models
 from worker.errors import InputError
 
@@ -237,7 +238,7 @@ def _pair_text(model: MTModel) -> str:
     return f"{model.pair[0]} -> {model.pair[1]}" if model.pair else "fixed pair"
 
 
-def translate(model: MTModel, segments: list[dict[str, Any]], source: str, requested: str,
+def translate(model: MTModel, segments: list[Segment], source: str, requested: str,
               warnings: list[str]) -> Translated | None:
     """Translated segments (ids, timings and speakers of the source), or None (no-op)."""
     language, token = target_language(model, requested)

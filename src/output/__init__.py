@@ -3,7 +3,7 @@ delivery (size limits, results in a bucket)."""
 
 from . import delivery
 from .formats import render
-from .segments import Segment, number, partition
+from .segments import number, partition
 from .subtitles import Rules as CueRules
 
-__all__ = ["CueRules", "Segment", "delivery", "number", "partition", "render"]
+__all__ = ["CueRules", "delivery", "number", "partition", "render"]

@@ -5,9 +5,10 @@ speaker-grouped Markdown document."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from whisperx.utils import ResultWriter, WriteSRT, WriteTXT, WriteVTT
+
+from asr import Segment
 
 from . import subtitles
 
@@ -16,7 +17,7 @@ _WRITER_OPTIONS = {"max_line_width": None, "max_line_count": None, "highlight_wo
 _WRITERS: dict[str, type[ResultWriter]] = {"srt": WriteSRT, "vtt": WriteVTT, "txt": WriteTXT}
 
 
-def render(fmt: str, segments: list[dict[str, Any]], language: str,
+def render(fmt: str, segments: list[Segment], language: str,
            rules: subtitles.Rules | None = None) -> str:
     if fmt in ("srt", "vtt") and rules is not None and rules.active:
         return subtitles.render(fmt, segments, language, rules)
@@ -38,7 +39,7 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def markdown(segments: list[dict[str, Any]]) -> str:
+def markdown(segments: list[Segment]) -> str:
     """Full transcript grouped by speaker turns, then timestamped segments, each with its
     word-level timestamps."""
     lines = ["# Full Transcript", ""]

@@ -17,31 +17,12 @@ import bisect
 import difflib
 import logging
 from collections.abc import Sequence
-from typing import Any, TypedDict
 
 from faster_whisper.transcribe import get_compression_ratio
 
-from asr import Window
+from asr import Segment, Window
 
 log = logging.getLogger("worker.segments")
-
-
-class Segment(TypedDict, total=False):
-    """One output segment (alignment adds `words` / `chars`, diarization `speaker`)."""
-
-    id: int
-    start: float | None
-    end: float | None
-    text: str
-    words: list[dict[str, Any]]
-    chars: list[dict[str, Any]]
-    speaker: str
-    seek: int  # the window's start, in 10 ms frames
-    tokens: list[int]  # the segment's own text tokens
-    temperature: float  # the window's
-    avg_logprob: float  # mean log-probability of the segment's tokens
-    compression_ratio: float  # gzip ratio of the segment's text
-    no_speech_prob: float  # the window's
 
 
 def fields(window: Window, indices: Sequence[int], text: str) -> Segment:

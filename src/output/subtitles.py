@@ -13,6 +13,7 @@ from typing import Any
 
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES, format_timestamp
 
+from asr import Segment
 from rp_schema import JobInput
 
 DEFAULT_LINE_WIDTH = 42  # characters: the usual broadcast subtitle line limit
@@ -102,7 +103,7 @@ def _make(words: list[Word], rules: Rules, prefix: str, sep: str) -> Cue:
     return Cue(tuple(words), tuple(_wrap(words, rules.max_line_width, prefix, sep)), prefix)
 
 
-def cues(segments: list[dict[str, Any]], language: str, rules: Rules) -> list[Cue]:
+def cues(segments: list[Segment], language: str, rules: Rules) -> list[Cue]:
     """Each segment's words, cut into cues that keep every limit (a single word that alone
     breaks the width or duration still gets a cue)."""
     sep = separator(language)
@@ -129,7 +130,7 @@ def separator(language: str) -> str:
     return "" if language in LANGUAGES_WITHOUT_SPACES else " "
 
 
-def render(fmt: str, segments: list[dict[str, Any]], language: str, rules: Rules) -> str:
+def render(fmt: str, segments: list[Segment], language: str, rules: Rules) -> str:
     """SRT or VTT text of the cues under `rules`; with highlight_words, each cue is shown once
     per word with that word underlined (whisperx's karaoke style)."""
     sep, srt = separator(language), fmt == "srt"

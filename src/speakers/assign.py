@@ -14,6 +14,8 @@ import pandas as pd
 import whisperx
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
+from asr import Segment
+
 
 def turns_output(turns: pd.DataFrame) -> list[dict[str, Any]]:
     """The diarization itself, overlaps included: `speaker_turns`."""
@@ -22,8 +24,8 @@ def turns_output(turns: pd.DataFrame) -> list[dict[str, Any]]:
             for r in turns.sort_values(["start", "end"]).itertuples(index=False)]
 
 
-def assign(turns: pd.DataFrame, segments: list[dict[str, Any]], language: str
-           ) -> list[dict[str, Any]]:
+def assign(turns: pd.DataFrame, segments: list[Segment], language: str
+           ) -> list[Segment]:
     """Speakers on words and segments; segments split where their words change speaker."""
     if turns.empty or not segments:
         return segments

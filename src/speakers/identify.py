@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from asr import Segment
 from inputs import media
 from rp_schema import JobInput
 from worker import SAMPLE_RATE
@@ -174,7 +175,7 @@ def identify(samples: list[Sample], centroids: dict[str, list[float]], model: An
     return Identification(names, table, threshold, embedding_model)
 
 
-def rename(segments: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+def rename(segments: list[Segment], names: dict[str, str]) -> list[Segment]:
     """Matched speakers get their names in segments and words; others keep SPEAKER_xx."""
     def one(item: dict[str, Any]) -> dict[str, Any]:
         speaker = item.get("speaker")
@@ -195,7 +196,7 @@ def debug(identification: Identification, samples: list[Sample]) -> dict[str, An
     }
 
 
-def run(samples: list[Sample], diarized: Any, segments: list[dict[str, Any]], job: JobInput,
+def run(samples: list[Sample], diarized: Any, segments: list[Segment], job: JobInput,
         device: str) -> tuple[list[dict[str, Any]], Any, Identification]:
     """Identify the diarized speakers and rename them in segments, words, turns, embeddings."""
     identification = identify(samples, diarized.embeddings or {}, embedder(diarized, device),

@@ -1,0 +1,35 @@
+"""What every stage after ASR passes on: segments and their words (TypedDicts, so a type
+checker sees each field; the response's `segments` are these)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Word(TypedDict, total=False):
+    """A timed word: alignment gives `start`/`end`/`score`, diarization `speaker`."""
+
+    word: str
+    start: float
+    end: float
+    score: float  # alignment's confidence
+    speaker: str
+
+
+class Segment(TypedDict, total=False):
+    """One output segment: ASR makes it (one per decoded window), alignment adds `words` /
+    `chars` and may cut it into sentences, diarization adds `speaker` and may cut it again."""
+
+    id: int
+    start: float | None
+    end: float | None
+    text: str
+    words: list[Word]
+    chars: list[dict[str, float | str]]
+    speaker: str
+    seek: int  # the window's start, in 10 ms frames
+    tokens: list[int]  # the segment's own text tokens
+    temperature: float  # the window's
+    avg_logprob: float  # mean log-probability of the segment's tokens
+    compression_ratio: float  # gzip ratio of the segment's text
+    no_speech_prob: float  # the window's
