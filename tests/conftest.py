@@ -38,6 +38,11 @@ ENGLISH_TEXT = (
     "her brother Bob. We also need a small plastic snake and a big toy frog for the kids."
 )
 
+# No temperature fallback: beam search only, no random draw. For jobs whose transcript is
+# compared exactly with another job's (a window that fails a threshold is otherwise sampled,
+# and two draws differ); on the same machine and threads beam search gives the same text.
+NO_SAMPLING = {"temperature_increment_on_fallback": None}
+
 # Environment every in-process job sees: the small real model, offline, CPU.
 WORKER_ENV = {
     "MODELS_DIR": str(MODELS),
