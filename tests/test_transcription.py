@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import ENGLISH_TEXT, wer
+from conftest import ENGLISH_TEXT, NO_SAMPLING, wer
 
-# Measured with the multilingual base model, int8 on CPU: English 0.12, Russian 0.21.
+# Measured with the multilingual base model, int8 on CPU: English 0.12, Russian 0.25 (beam
+# search only; 0.23-0.25 when its IVR-menu window, over the gzip threshold, is sampled).
 ENGLISH_MAX_WER = 0.25
 RUSSIAN_MAX_WER = 0.35
 
@@ -30,8 +31,10 @@ def test_english_speech_is_transcribed(run_job, english_wav, local_file):
 
 def test_russian_human_speech_is_detected_and_transcribed(run_job, russian_speech, local_file):
     path, reference = russian_speech
+    # no fallback: one window (an IVR menu) fails the gzip rule, and a sampled re-decode is a
+    # draw that a WER bound can't hold for (tests/test_decoding.py covers the fallback)
     result = run_job({"audio_file": local_file(path), "diarization": False,
-                      "align_output": False, "debug": True})
+                      "align_output": False, "debug": True} | NO_SAMPLING)
     assert "error" not in result, result.get("error")
     assert result["detected_language"] == "ru"
     assert result["language_probability"] > 0.9

@@ -69,6 +69,9 @@ SCORE_BATCH = 8
 # Two tries agree when this share of their characters match (difflib ratio, case and
 # punctuation ignored): a sampled spelling ("DGM"/"DigM") is still the same text.
 STABLE_SIMILARITY = 0.9
+# Sampling above temperature 0 draws from the whole distribution (faster-whisper's top-k 0).
+# Tests set 1 (greedy: every sample the same) where what they check must not depend on a draw.
+SAMPLING_TOPK = 0
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,8 @@ class ThresholdedWhisperModel(WhisperModel):
         """One batched generate at one temperature: beam search at 0, else `best_of` samples
         (the best one kept), as in faster-whisper's generate_with_fallback."""
         if temperature > 0:
-            search = {"beam_size": 1, "num_hypotheses": options.best_of, "sampling_topk": 0,
+            search = {"beam_size": 1, "num_hypotheses": options.best_of,
+                      "sampling_topk": SAMPLING_TOPK,
                       "sampling_temperature": temperature}
         else:
             search = {"beam_size": options.beam_size, "patience": options.patience}
