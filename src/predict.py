@@ -127,13 +127,13 @@ def predict(
     translation = None
     if job.translate:
         with timings.stage("translation"):
-            translated = gpu_faults.retry_on_oom(
+            english = gpu_faults.retry_on_oom(
                 "translation",
                 lambda batch: asr.transcribe(loaded, speech, audio.waveform, job,
                                              language.code, "translate", batch),
                 job.batch_size, warnings,
             )
-        translation = output.render(job.translation, translated.segments, "en", cue_rules)
+        translation = output.render(job.translation, english.segments, "en", cue_rules)
 
     aligned = None
     if (job.align_output or job.word_timestamps) and job.task == "translate":

@@ -8,7 +8,7 @@ import bisect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torchaudio
@@ -105,7 +105,8 @@ def align(
                 interpolate_method=job.interpolate_method,
                 return_char_alignments=job.return_char_alignments,
             ), 1, warnings)
-        return Aligned([_clean(s) for s in result["segments"]], "wav2vec2", name)
+        cleaned = [_clean(s) for s in result["segments"]]  # whisperx's untyped dicts
+        return Aligned(cast(list[Segment], cleaned), "wav2vec2", name)
     except Exception as exc:  # a missing model or a failure inside alignment
         if gpu_faults.is_fatal(exc):  # a broken CUDA context must reach the handler
             raise
@@ -167,13 +168,14 @@ def whisper_word_timings(
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task,
                           language=language)
     fps = model.frames_per_second
-    out: list[dict[str, Any]] = []
+    out: list[Segment] = []
     last_speech = 0.0
     for first in range(0, len(segments), batch_size):
         batch = segments[first: first + batch_size]
         features, frames = [], []
         for segment in batch:
-            window = audio[int(segment["start"] * SAMPLE_RATE): int(segment["end"] * SAMPLE_RATE)]
+            start, end = segment["start"] or 0.0, segment["end"] or 0.0  # windows are timed
+            window = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
             mel = model.feature_extractor(window)
             frames.append(min(mel.shape[-1], model.feature_extractor.nb_max_frames))
             features.append(pad_or_trim(mel))
@@ -190,7 +192,7 @@ def whisper_word_timings(
                       "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
                      for w in group[0].get("words", []) if w["word"].strip()]
             # a window's words stay in that window's speech (or, without VAD, in the window)
-            start, end = segment["start"], segment["end"]
+            start, end = segment["start"] or 0.0, segment["end"] or 0.0
             inside = [(max(a, start), min(b, end)) for a, b in speech if a < end and b > start]
             words = clip_to_speech(words, inside or [(start, end)])
             out.extend(_sentences(words, language) or [
@@ -229,7 +231,7 @@ def _gap(region: tuple[float, float], start: float, end: float) -> float:
     return max(region[0] - end, start - region[1], 0.0)
 
 
-def _sentences(words: list[dict[str, Any]], language: str) -> list[dict[str, Any]]:
+def _sentences(words: list[dict[str, Any]], language: str) -> list[Segment]:
     """Re-cut a window's words into sentences, as whisperx's aligner does, so subtitles and
     speaker labels follow sentences rather than 30 s VAD windows."""
     joiner = "" if language in LANGUAGES_WITHOUT_SPACES else " "

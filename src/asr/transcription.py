@@ -75,7 +75,7 @@ class Window:
     no_speech_prob: float
     temperature: float
 
-    def segment(self) -> dict[str, Any]:
+    def segment(self) -> Segment:
         """The whole window as one segment, with faster-whisper's (Segment) fields."""
         return {"start": self.start, "end": self.end, "text": self.text, "seek": self.seek,
                 "tokens": list(self.tokens), "temperature": self.temperature,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,7 +233,7 @@ def clip_turns(turns: pd.DataFrame, speech: list[tuple[float, float]]) -> pd.Dat
     return pd.DataFrame(rows, columns=["start", "end", "speaker"])
 
 
-def speakers_summary(turns: pd.DataFrame, segments: list[dict[str, Any]]) -> list[dict]:
+def speakers_summary(turns: pd.DataFrame, segments: Sequence[Mapping[str, Any]]) -> list[dict]:
     """Per speaker: total speech time (from the diarization) and segments attributed."""
     summary = []
     for speaker, rows in turns.groupby("speaker", sort=True):

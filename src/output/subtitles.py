@@ -8,6 +8,7 @@ timestamp format, so cues look exactly like its writer's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ class Cue:
         return (self.prefix + "\n".join(lines)).replace("-->", "->")
 
 
-def _words(segment: dict[str, Any]) -> list[Word]:
+def _words(segment: Mapping[str, Any]) -> list[Word]:
     timed = [w for w in segment.get("words", []) if w.get("start") is not None
              and w.get("end") is not None and w.get("word", "").strip()]
     if timed:

@@ -8,6 +8,7 @@ split into runs of one speaker: a segment's `speaker` is the speaker of all its 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -33,7 +34,7 @@ def assign(turns: pd.DataFrame, segments: list[Segment], language: str
         turns, {"segments": [_timed_words_only(s) for s in segments]}, fill_nearest=True,
     )["segments"]
     joiner = "" if language in LANGUAGES_WITHOUT_SPACES else " "
-    out: list[dict[str, Any]] = []
+    out: list[Segment] = []  # whisperx's labelled segments are untyped dicts
     for original, segment in zip(segments, labelled, strict=True):
         words = _with_untimed_words(original, segment)
         if not any(w.get("speaker") for w in words):
@@ -44,7 +45,7 @@ def assign(turns: pd.DataFrame, segments: list[Segment], language: str
     return out
 
 
-def _timed_words_only(segment: dict[str, Any]) -> dict[str, Any]:
+def _timed_words_only(segment: Mapping[str, Any]) -> dict[str, Any]:
     # whisperx's assignment reads word["start"]; words the aligner couldn't place have None.
     copy = dict(segment)
     if "words" in segment:
@@ -52,7 +53,7 @@ def _timed_words_only(segment: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-def _with_untimed_words(original: dict[str, Any], labelled: dict[str, Any]
+def _with_untimed_words(original: Mapping[str, Any], labelled: Mapping[str, Any]
                         ) -> list[dict[str, Any]]:
     """All the segment's words in order, the timed ones carrying their speakers."""
     timed = iter(labelled.get("words", []))
@@ -74,7 +75,7 @@ def _fill_from_neighbours(words: list[dict[str, Any]]) -> None:
         following = w.get("speaker") or following
 
 
-def _split(segment: dict[str, Any], words: list[dict[str, Any]], joiner: str
+def _split(segment: Mapping[str, Any], words: list[dict[str, Any]], joiner: str
            ) -> list[dict[str, Any]]:
     runs: list[list[dict[str, Any]]] = []
     for w in words:

@@ -14,9 +14,10 @@ one place this module reaches inside a library (pinned by tests/test_speaker_id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -177,11 +178,12 @@ def identify(samples: list[Sample], centroids: dict[str, list[float]], model: An
 
 def rename(segments: list[Segment], names: dict[str, str]) -> list[Segment]:
     """Matched speakers get their names in segments and words; others keep SPEAKER_xx."""
-    def one(item: dict[str, Any]) -> dict[str, Any]:
+    def one(item: Mapping[str, Any]) -> dict[str, Any]:
         speaker = item.get("speaker")
-        return item | {"speaker": names[speaker]} if speaker in names else item
+        return {**item, "speaker": names[speaker]} if speaker in names else dict(item)
 
-    return [one(s) | ({"words": [one(w) for w in s["words"]]} if "words" in s else {})
+    return [cast(Segment, one(s) | ({"words": [one(w) for w in s["words"]]}
+                                    if "words" in s else {}))
             for s in segments]
 
 
@@ -197,7 +199,7 @@ def debug(identification: Identification, samples: list[Sample]) -> dict[str, An
 
 
 def run(samples: list[Sample], diarized: Any, segments: list[Segment], job: JobInput,
-        device: str) -> tuple[list[dict[str, Any]], Any, Identification]:
+        device: str) -> tuple[list[Segment], Any, Identification]:
     """Identify the diarized speakers and rename them in segments, words, turns, embeddings."""
     identification = identify(samples, diarized.embeddings or {}, embedder(diarized, device),
                               job.speaker_match_threshold, diarized.embedding_model or "")
