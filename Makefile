@@ -11,11 +11,12 @@ run:
 
 test:
 	scripts/setup.sh --test
-	.venv/bin/ruff check src tests scripts
+	$(MAKE) lint
 	.venv/bin/python -m pytest
 
 lint:
 	.venv/bin/ruff check src tests scripts
+	.venv/bin/mypy
 
 # Heavier checks, not part of `make test`.
 soak:

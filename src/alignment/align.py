@@ -159,7 +159,7 @@ def _clean(segment: dict[str, Any]) -> dict[str, Any]:
 def whisper_word_timings(
     whisper: Loaded, segments: list[Segment], audio: np.ndarray, language: str, task: str,
     speech: list[tuple[float, float]], batch_size: int = 8,
-) -> list[dict[str, Any]]:
+) -> list[Segment]:
     """Word timings for the transcribed text from Whisper's cross-attention, with
     faster-whisper's own post-processing (`add_word_timestamps`: DTW over the alignment heads,
     median-duration clipping of words at pauses, punctuation merging), windows encoded in
@@ -195,9 +195,9 @@ def whisper_word_timings(
             start, end = segment["start"] or 0.0, segment["end"] or 0.0
             inside = [(max(a, start), min(b, end)) for a, b in speech if a < end and b > start]
             words = clip_to_speech(words, inside or [(start, end)])
-            out.extend(_sentences(words, language) or [
-                {"start": segment["start"], "end": segment["end"], "text": segment["text"],
-                 "words": words}])
+            out.extend(_sentences(words, language) or [cast(Segment, {
+                "start": segment["start"], "end": segment["end"], "text": segment["text"],
+                "words": words})])
     return out
 
 
@@ -243,4 +243,4 @@ def _sentences(words: list[dict[str, Any]], language: str) -> list[Segment]:
                               "text": joiner.join(w["word"] for w in current),
                               "words": current})
             current = []
-    return sentences
+    return cast(list[Segment], sentences)

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ctranslate2
 
@@ -98,7 +98,7 @@ class MTModel:
 class Translated:
     language: str
     model: str
-    segments: list[dict[str, Any]]
+    segments: list[Segment]
     kept_source: int  # pieces whose translation was rejected (length ratio) and kept as is
 
 
@@ -263,11 +263,12 @@ def translate(model: MTModel, segments: list[Segment], source: str, requested: s
     results = iter(outputs)
     for index, piece in pieces:
         texts.setdefault(index, []).append(piece if is_filler(piece) else next(results)[0])
-    out = []
+    out: list[Segment] = []
     for index, segment in enumerate(segments):
-        out.append({"id": segment.get("id", index), "start": segment.get("start"),
-                    "end": segment.get("end"), "speaker": segment.get("speaker"),
-                    "text": " ".join(t for t in texts.get(index, []) if t).strip()})
+        out.append(cast(Segment, {  # speaker is None where the source had none
+            "id": segment.get("id", index), "start": segment.get("start"),
+            "end": segment.get("end"), "speaker": segment.get("speaker"),
+            "text": " ".join(t for t in texts.get(index, []) if t).strip()}))
     return Translated(language, model.name, out, kept)
 
 

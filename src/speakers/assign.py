@@ -9,7 +9,7 @@ split into runs of one speaker: a segment's `speaker` is the speaker of all its 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import whisperx
@@ -76,7 +76,7 @@ def _fill_from_neighbours(words: list[dict[str, Any]]) -> None:
 
 
 def _split(segment: Mapping[str, Any], words: list[dict[str, Any]], joiner: str
-           ) -> list[dict[str, Any]]:
+           ) -> list[Segment]:
     runs: list[list[dict[str, Any]]] = []
     for w in words:
         if runs and runs[-1][-1]["speaker"] == w["speaker"]:
@@ -84,12 +84,12 @@ def _split(segment: Mapping[str, Any], words: list[dict[str, Any]], joiner: str
         else:
             runs.append([w])
     if len(runs) == 1:
-        return [segment | {"words": words, "speaker": words[0]["speaker"]}]
-    pieces = []
+        return [cast(Segment, {**segment, "words": words, "speaker": words[0]["speaker"]})]
+    pieces: list[Segment] = []
     for run in runs:
         starts = [w["start"] for w in run if w.get("start") is not None]
         ends = [w["end"] for w in run if w.get("end") is not None]
-        piece = {
+        piece: dict[str, Any] = {
             "start": min(starts) if starts else segment["start"],
             "end": max(ends) if ends else segment["end"],
             "text": joiner.join(w["word"] for w in run).strip(),
@@ -99,5 +99,5 @@ def _split(segment: Mapping[str, Any], words: list[dict[str, Any]], joiner: str
         if "chars" in segment:
             piece["chars"] = [c for c in segment["chars"] if c.get("start") is not None
                               and piece["start"] <= c["start"] < piece["end"]]
-        pieces.append(piece)  # its decoding fields: output.partition, from its window
+        pieces.append(cast(Segment, piece))  # decoding fields: output.partition, from its window
     return pieces
