@@ -69,15 +69,17 @@ def test_compute_type_fallback(dev: str, supported: set[str], expected: str) -> 
     assert models.fallback_compute_type(dev, supported) == expected
 
 
-def test_default_and_its_resolved_type_share_one_model() -> None:
-    cache = models.ModelCache(2)
+def test_default_and_its_resolved_type_share_one_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asr
+
+    monkeypatch.setattr(models, "_cache", models.ModelCache(2))
     path = str(MODELS / "base")
-    first = cache.whisper(path, "default", "cpu")  # base is saved float16: float32 on a CPU
+    first = asr.load_whisper(path, "default", "cpu")  # base is saved float16: float32 on a CPU
     assert first.compute_type == "float32" and first.load_seconds > 0
-    again = cache.whisper(path, "float32", "cpu")
+    again = asr.load_whisper(path, "float32", "cpu")
     assert again.model is first.model and again.load_seconds == 0
-    assert cache.whisper(path, "default", "cpu").load_seconds == 0
-    assert cache.loaded("whisper") == [(path, "float32", "cpu")]
+    assert asr.load_whisper(path, "default", "cpu").load_seconds == 0
+    assert models.cache().loaded("whisper") == [(path, "float32", "cpu")]
 
 
 def test_budget_is_per_kind_least_recently_used_dropped() -> None:
