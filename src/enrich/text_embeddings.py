@@ -53,24 +53,13 @@ def _is_model(path: Path) -> bool:
 
 
 def _found(name: str) -> tuple[Path, dict[str, Any]] | None:
-    baked = models.MANIFEST.get("embeddings", {}).get(name, {})
-    for local in (models.models_dir() / baked.get("dir", name), Path(name)):
-        if _is_model(local):
-            return local, baked
-    return None
+    return models.find("embeddings", name, _is_model)
 
 
 def available() -> list[str]:
     """Names that resolve here: the manifest's models that are present, and other model
     folders in MODELS_DIR or MODELS_DIR/embeddings."""
-    root = models.models_dir()
-    listed = {e.get("dir") for e in models.MANIFEST.get("embeddings", {}).values()}
-    names = {n for n in models.MANIFEST.get("embeddings", {}) if _found(n)}
-    for folder, prefix in ((root, ""), (root / EMBEDDINGS_DIR, f"{EMBEDDINGS_DIR}/")):
-        for path in folder.iterdir() if folder.is_dir() else ():
-            if prefix + path.name not in listed and _is_model(path):
-                names.add(prefix + path.name)
-    return sorted(names)
+    return models.available("embeddings", _is_model, ("", EMBEDDINGS_DIR))
 
 
 def resolve(name: str) -> tuple[Path, dict[str, Any]]:

@@ -115,24 +115,14 @@ def _is_model(path: Path) -> bool:
 
 
 def _found(name: str) -> tuple[str, dict[str, Any]] | None:
-    baked = models.MANIFEST.get("translation", {}).get(name, {})
-    for local in (models.models_dir() / baked.get("dir", name), Path(name)):
-        if _is_model(local):
-            return str(local), baked
-    return None
+    found = models.find("translation", name, _is_model)
+    return (str(found[0]), found[1]) if found else None
 
 
 def available() -> list[str]:
     """Names that resolve here: the manifest's models that are present, and other folders
     under MODELS_DIR/translation."""
-    names = {n for n in models.MANIFEST.get("translation", {}) if _found(n)}
-    folder = models.models_dir() / TRANSLATION_DIR
-    listed = {e.get("dir") for e in models.MANIFEST.get("translation", {}).values()}
-    for path in folder.iterdir() if folder.is_dir() else ():
-        name = f"{TRANSLATION_DIR}/{path.name}"
-        if name not in listed and _is_model(path):
-            names.add(name)
-    return sorted(names)
+    return models.available("translation", _is_model, (TRANSLATION_DIR,))
 
 
 def resolve(name: str) -> tuple[str, dict[str, Any]]:

@@ -70,6 +70,32 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "model.bin").is_file()
 
 
+def find(kind: str, name: str, is_model: Callable[[Path], bool]
+         ) -> tuple[Path, dict[str, Any]] | None:
+    """The catalogue's one lookup, name -> manifest entry -> folder: the entry's folder (or a
+    folder of that name) under MODELS_DIR, else `name` as a path; with the manifest entry ({}
+    when the name is not in it). `is_model` says what a usable folder of this kind holds."""
+    entry = MANIFEST.get(kind, {}).get(name, {})
+    for local in (models_dir() / entry.get("dir", name), Path(name)):
+        if is_model(local):
+            return local, entry
+    return None
+
+
+def available(kind: str, is_model: Callable[[Path], bool], folders: tuple[str, ...]
+              ) -> list[str]:
+    """Names of `kind` that resolve here: the manifest's models that are present, and other
+    model folders in `folders` under MODELS_DIR ("" is MODELS_DIR itself)."""
+    listed = {e.get("dir") for e in MANIFEST.get(kind, {}).values()}
+    names = {n for n in MANIFEST.get(kind, {}) if find(kind, n, is_model)}
+    for sub in folders:
+        folder, prefix = (models_dir() / sub, f"{sub}/") if sub else (models_dir(), "")
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if prefix + path.name not in listed and is_model(path):
+                names.add(prefix + path.name)
+    return sorted(names)
+
+
 def available_models() -> list[str]:
     root = models_dir()
     return sorted(p.name for p in root.iterdir() if _is_model_dir(p)) if root.is_dir() else []
