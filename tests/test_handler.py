@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS, NO_SAMPLING, ffmpeg
+from conftest import MODELS, NO_SAMPLING, ROOT, ffmpeg
 
 FAST = {"diarization": False, "align_output": False, "language": "en"}
 
@@ -318,3 +318,19 @@ def test_bad_input_then_good_job(run_job, short_wav, local_file):
     assert "unknown parameter 'colour'" in bad["error"]
     assert "logs" in bad
     assert ok(run_job({"audio_file": local_file(short_wav)} | FAST))["segments"]
+
+
+def test_each_log_line_reaches_stderr_once_after_runpod_configured_logging() -> None:
+    """runpod's import calls logging.basicConfig; the worker's logging replaces that handler
+    instead of adding a second one beside it (the local run printed every line twice)."""
+    import subprocess
+    import sys
+
+    code = ("import runpod, logging\n"
+            "from worker import job_logs\n"
+            "job_logs.install()\n"
+            "logging.getLogger('worker.test').warning('the one line')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT / "src")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("the one line") == 1, done.stderr

@@ -101,6 +101,10 @@ def install() -> None:
     root = logging.getLogger()
     if any(isinstance(h, _JobHandler) for h in root.handlers):
         return
+    # A library's import-time logging.basicConfig (runpod's rp_upload has one) left a plain
+    # stderr handler on the root: ours replaces it, or every line would be printed twice.
+    for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+        root.removeHandler(handler)
     try:
         config: settings.WorkerSettings | None = settings.get()
     except settings.SettingsError as exc:  # logged below, once logging works
