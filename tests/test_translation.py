@@ -221,3 +221,25 @@ def test_task_translate_on_real_russian_speech_gives_english(run_job, russian_sp
     assert not any("а" <= ch <= "я" for ch in text)
     # models/base was trained to translate: no suggestion to use translate_to
     assert not any("translate_to" in w for w in result["warnings"])
+
+
+def test_translation_and_embedding_models_live_in_the_one_model_cache(monkeypatch, tiny_madlad,
+                                                                     tmp_path):
+    """MAX_LOADED_MODELS holds for MT and text embeddings too: beyond the budget of a kind, the
+    least recently used model is unloaded (no second cache that never evicts)."""
+    import shutil
+
+    from enrich import text_embeddings
+    from worker import models
+
+    monkeypatch.setattr(models, "_cache", models.ModelCache(1))
+    first = mt.load(str(tiny_madlad), "cpu", [])
+    assert mt.load(str(tiny_madlad), "cpu", []) is first  # warm
+    assert models.cache().loaded("translation") == [(str(tiny_madlad), "cpu")]
+    embedder = text_embeddings.load("all-MiniLM-L6-v2", "cpu")
+    assert text_embeddings.load("all-MiniLM-L6-v2", "cpu") is embedder
+    other = tmp_path / "other-madlad"
+    shutil.copytree(tiny_madlad, other)
+    mt.load(str(other), "cpu", [])  # a second translation model: the first one goes
+    assert models.cache().loaded("translation") == [(str(other), "cpu")]
+    assert len(models.cache().loaded("embedding")) == 1  # another kind keeps its own

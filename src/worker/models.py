@@ -143,11 +143,11 @@ def fallback_compute_type(dev: str, supported: set[str]) -> str:
 
 
 class ModelCache:
-    """Loaded models stay in memory across jobs. The budget is per kind (whisper, align,
-    diarize, vad): a job needs one of each at once, so one shared budget below four would
-    unload within a job. Beyond `capacity` of a kind the least recently used is dropped and
-    torch's cached GPU memory released (a large-v3 holds ~3 GB of GPU memory in float16, a
-    wav2vec2-large ~1.2 GB)."""
+    """The worker's one cache: loaded models stay in memory across jobs. The budget is per kind
+    (whisper, vad, align, diarize, speaker_embedding, translation, embedding): a job needs one
+    of each at once, so one shared budget would unload within a job. Beyond `capacity` of a
+    kind the least recently used is dropped and torch's cached GPU memory released (a large-v3
+    holds ~3 GB of GPU memory in float16, a wav2vec2-large ~1.2 GB)."""
 
     def __init__(self, capacity: int):
         self.capacity = max(1, capacity)

@@ -33,8 +33,9 @@ class WorkerSettings(BaseSettings):
         "with a warning."))
     offline_mode: bool = Field(False, description="Same as `HF_HUB_OFFLINE`.")
     max_loaded_models: int = Field(2, ge=1, description=(
-        "Models kept in memory per kind (Whisper, alignment, diarization, VAD); beyond it the "
-        "least recently used of that kind is dropped and torch's GPU cache released."))
+        "Models kept in memory per kind (Whisper, VAD, alignment, diarization, speaker "
+        "embedding, translation, text embedding); beyond it the least recently used of that "
+        "kind is dropped and torch's GPU cache released."))
     warm_up: bool = Field(True, description=(
         "Preload the default model (`MODEL`/`COMPUTE_TYPE`) at start."))
     local_input_dir: Path | None = Field(None, description=(
