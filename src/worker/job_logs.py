@@ -103,8 +103,8 @@ def install() -> None:
         return
     # A library's import-time logging.basicConfig (runpod's rp_upload has one) left a plain
     # stderr handler on the root: ours replaces it, or every line would be printed twice.
-    for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
-        root.removeHandler(handler)
+    for plain in [h for h in root.handlers if type(h) is logging.StreamHandler]:
+        root.removeHandler(plain)
     try:
         config: settings.WorkerSettings | None = settings.get()
     except settings.SettingsError as exc:  # logged below, once logging works
