@@ -9,16 +9,12 @@ warning; only bad input or unreadable audio fails a job.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ctranslate2
 import numpy as np
 import torch
-import whisperx
 
 import alignment
 import asr
@@ -32,33 +28,9 @@ from enrich import text_embeddings
 from enrich import translation as mt
 from rp_schema import JobInput, Resolved
 from worker import SAMPLE_RATE, gpu_faults, model_policy, models
+from worker.timings import Timings
 
 log = logging.getLogger("worker.predict")
-
-
-STAGES = ("download", "decode_audio", "model_load", "vad", "language_detection", "transcription",
-          "translation", "alignment", "diarization", "speaker_identification",
-          "machine_translation", "embeddings")
-
-
-class Timings(dict):
-    """Seconds per stage, in the order the stages ran; reports progress after each."""
-
-    def __init__(self, progress: Callable[[dict[str, Any]], None] | None = None):
-        super().__init__()
-        self.progress = progress
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self[name] = round(time.perf_counter() - start, 3)
-            log.info("stage %s: %.2f s", name, self[name])
-        if self.progress:
-            done = STAGES.index(name) + 1
-            self.progress({"stage": name, "percent": round(100 * done / (len(STAGES) + 1))})
 
 
 def predict(
@@ -185,141 +157,10 @@ def predict(
             text_vectors = text_embeddings.embed(embedder, segments, job.embeddings,
                                                  job.embedding_dims)
 
-    response: dict[str, Any] = {
-        "segments": segments,
-        "detected_language": language.code,
-        "language_probability": language.probability,
-        "duration": round(audio.duration, 3),
-        "input_sha256": audio.sha256,
-        # the official faster-whisper worker's fields, so its clients keep working
-        "transcription": output.render(job.transcription, segments, language.code, cue_rules),
-        "translation": translation,
-        "device": device,
-        "model": job.model,
-    }
-    if diarized is not None:
-        response["speakers"] = diarization.speakers_summary(diarized.turns, segments)
-        response["speaker_turns"] = speakers.turns_output(diarized.turns)
-    if job.return_speaker_embeddings:
-        response["speaker_embeddings"] = embeddings_output(diarized)
-    if job.word_timestamps:
-        response["word_timestamps"] = [
-            {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
-            for s in segments for w in s.get("words", [])
-        ]
-    if job.output_format != "json":
-        response[job.output_format] = output.render(job.output_format, segments, language.code,
-                                                   cue_rules)
-    if translated is not None:
-        response["translated"] = {"language": translated.language, "model": translated.model,
-                                "segments": translated.segments}
-        if job.output_format != "json":
-            response["translated"][job.output_format] = output.render(
-                job.output_format, translated.segments, translated.language, cue_rules)
-    if text_vectors is not None:
-        response["embeddings"] = text_vectors
-    response["warnings"] = warnings
-    if job.debug:
-        response["debug_info"] = debug_info(resolved, audio, loaded, language, transcript,
-                                          aligned, diarized, timings, device)
-        response["debug_info"]["speaker_identification"] = (
-            speakers.identification_debug(identified, samples) if identified else None)
+    response = output.response(resolved, output.Outcome(
+        audio, loaded, language, transcript, segments, translation, aligned, diarized,
+        samples, identified, translated, text_vectors, timings, device), warnings, cue_rules)
     return output.delivery.finish(response, job.output_format, bucket)
-
-
-def debug_info(
-    resolved: Resolved, audio: inputs.Audio, loaded: asr.Loaded, language: asr.Language,
-    transcript: asr.Transcript, aligned: alignment.Aligned | None,
-    diarized: diarization.Diarization | None, timings: Timings, device: str,
-) -> dict[str, Any]:
-    """What the job ran with and how long each stage took (`debug: true`)."""
-    job = resolved.values
-    return {
-        "audio": audio.check,
-        "runtime": runtime_info(device),
-        "model": {
-            "name": job.model, "path": loaded.path, "compute_type": loaded.compute_type,
-            "load_seconds": round(loaded.load_seconds, 3),
-            "asr_options": asr.asr_options(job),
-            "vad_options": vars(asr.vad_params(job)) | {"chunk_size": job.chunk_size},
-        },
-        "decode": {
-            "batch_size": job.batch_size, "beam_size": job.beam_size,
-            "temperature": job.temperature,
-            "temperature_increment_on_fallback": job.temperature_increment_on_fallback,
-            "length_penalty": job.length_penalty,
-            "enable_vad": job.enable_vad,
-            "windows": transcript.stats.windows, "redecoded": transcript.stats.redecoded,
-            "fallback_passes": transcript.stats.fallback_passes,
-            "stable": transcript.stats.stable,
-            "dropped_as_silence": transcript.stats.silent,
-        },
-        "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
-        "diarization": {"backend": diarized.backend, "model": diarized.model,
-                        "turns": len(diarized.turns)} if diarized else None,
-        "output": {
-            "align_output": job.align_output, "diarization": job.diarization,
-            "min_speakers": job.min_speakers, "max_speakers": job.max_speakers,
-        },
-        "language": {"code": language.code, "probability": language.probability,
-                     "detected": language.detected, "windows": language.windows},
-        "params": resolved.report(),
-        # the issue's names: timings.translation is the MT stage (Whisper's own English
-        # pass of `translate: true` is timings.whisper_translation)
-        "timings": _timings_report(timings),
-        **gpu_memory(device),
-    }
-
-
-def _timings_report(timings: Timings) -> dict[str, float]:
-    renamed = {"translation": "whisper_translation", "machine_translation": "translation"}
-    return {renamed.get(k, k): v for k, v in timings.items()}
-
-
-def embeddings_output(diarized: diarization.Diarization | None) -> dict[str, Any] | None:
-    if diarized is None or not diarized.embeddings:
-        return None
-    vectors = {k: [round(float(x), 6) for x in v] for k, v in diarized.embeddings.items()}
-    return {"model": diarized.embedding_model,
-            "dimension": len(next(iter(vectors.values()))), "vectors": vectors}
-
-
-def runtime_info(device: str) -> dict[str, Any]:
-    info = {
-        "device": device,
-        "torch_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        "torch": torch.__version__,
-        "ctranslate2": ctranslate2.__version__,
-        "whisperx": getattr(whisperx, "__version__", None) or _dist_version("whisperx"),
-    }
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def gpu_memory(device: str) -> dict[str, Any]:
-    if device != "cuda":
-        return {}
-    free, total = torch.cuda.mem_get_info()
-    return {
-        "gpu_memory": {
-            # torch's allocator covers VAD/alignment/diarization; CTranslate2 (Whisper)
-            # allocates outside it, so the device-wide figure is given too.
-            "torch_peak_reserved_mb": round(torch.cuda.max_memory_reserved() / 2**20),
-            "device_used_mb": round((total - free) / 2**20),
-            "device_total_mb": round(total / 2**20),
-        }
-    }
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def warm_up(model: str, compute_type: str, diarize: JobInput | None = None) -> None:

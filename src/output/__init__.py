@@ -3,7 +3,8 @@ delivery (size limits, results in a bucket)."""
 
 from . import delivery
 from .formats import render
+from .response import Outcome, response
 from .segments import number, partition
 from .subtitles import Rules as CueRules
 
-__all__ = ["CueRules", "delivery", "number", "partition", "render"]
+__all__ = ["CueRules", "Outcome", "response", "delivery", "number", "partition", "render"]
