@@ -111,7 +111,7 @@ def predict(
     if (job.align_output or job.word_timestamps) and job.task == "translate":
         warnings.append("word alignment is skipped for task=translate: the English text is not "
                         "what is spoken in the audio.")
-    elif job.align_output or job.word_timestamps:
+    elif aligns:
         with timings.stage("alignment"):
             aligned = alignment.align(segments, audio.waveform, language.code, job, loaded,
                                       job.task, transcript.speech, warnings)

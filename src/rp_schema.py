@@ -246,7 +246,7 @@ PARAMS: tuple[Param, ...] = (
       "output_format file) to the bucket set by BUCKET_ENDPOINT_URL and return presigned URLs "
       "plus a summary. null: upload when a bucket is configured; true: require one.",
       "output"),
-    # --- translation and text embeddings (src/translation.py, src/text_embeddings.py) -----
+    # --- translation and text embeddings (src/enrich/) -----
     P("translate_to", str | None, None, "Machine-translate the segments into this language "
       "(ISO 639-1 like `de`, or the model's own code like `<2de>`/`deu_Latn`); returns "
       "`translated`. null: off.", "translation", max_length=32,

@@ -88,7 +88,7 @@ class Window:
 class Transcript:
     windows: list[Window]  # the decoded windows with text, what segments are cut from
     stats: DecodeStats
-    speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see speech.py
+    speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see vad.py
 
     @property
     def segments(self) -> list[Segment]:

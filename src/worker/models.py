@@ -1,8 +1,10 @@
-"""Finding, loading and keeping warm the Whisper and VAD models.
+"""The model catalogue and the worker's one model cache.
 
-A model name is looked up under MODELS_DIR (default /models), then taken as a path, then as a
-Hugging Face id (only when HF_HUB_OFFLINE is not set). The official worker's names (tiny ...
-large-v3, turbo) fall back to the nearest model the image holds, with a warning.
+The catalogue is the manifest (model_manifest.json) and MODELS_DIR: `find`/`available` look a
+name up for every kind; a Whisper name (`resolve_model`) is looked up under MODELS_DIR, then
+taken as a path, then as a Hugging Face id (only when HF_HUB_OFFLINE is not set), and the
+official worker's names (tiny ... large-v3, turbo) fall back to the nearest model the image
+holds, with a warning. The stages load their models into `cache()`.
 """
 
 from __future__ import annotations
