@@ -8,7 +8,7 @@ import bisect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torchaudio
@@ -19,8 +19,7 @@ from huggingface_hub import try_to_load_from_cache
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-from asr import Loaded, Segment
-from rp_schema import JobInput
+from asr import Loaded, Segment, Task
 from worker import SAMPLE_RATE, gpu_faults
 from worker.errors import brief
 from worker.models import MANIFEST, cache, models_dir, offline, use_nltk_data
@@ -36,9 +35,17 @@ SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 
 
 @dataclass(frozen=True)
+class AlignOptions:
+    model: str | None  # a wav2vec2 CTC model; None: the language's default
+    interpolate_method: Literal["nearest", "linear", "ignore"]  # words wav2vec2 can't time
+    return_char_alignments: bool
+    batch_size: int  # windows per pass of the Whisper fallback
+
+
+@dataclass(frozen=True)
 class Aligned:
     segments: list[Segment]
-    method: str  # "wav2vec2" | "whisper" (cross-attention)
+    method: Literal["wav2vec2", "whisper", "none"]  # whisper: cross-attention; none: no text
     model: str | None
 
 
@@ -74,8 +81,19 @@ def choose(align_model: str | None, language: str) -> Choice:
 
 
 def align(
-    segments: list[Segment], audio: np.ndarray, language: str, job: JobInput,
-    whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
+    segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
+    whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
+) -> Aligned:
+    try:
+        return _align(segments, audio, language, options, whisper, task, speech, warnings)
+    finally:
+        if whisper.device == "cuda":  # torch stage: give its cached GPU blocks back
+            gpu_faults.free_memory()
+
+
+def _align(
+    segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
+    whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
     if not segments:
         return Aligned(segments, "none", None)
@@ -83,10 +101,10 @@ def align(
 
     def fallback() -> Aligned:
         timed = whisper_word_timings(whisper, segments, audio, language, task, speech,
-                                     job.batch_size)
+                                     options.batch_size)
         return Aligned(timed, "whisper", None)
 
-    choice = choose(job.align_model, language)
+    choice = choose(options.model, language)
     if choice.unavailable is not None:
         warnings.append(choice.unavailable)
         return fallback()
@@ -102,8 +120,8 @@ def align(
         result = gpu_faults.retry_on_oom(  # wav2vec2 runs one segment at a time: no batch
             "alignment", lambda _: whisperx.align(
                 segments, model, metadata, audio, whisper.device,
-                interpolate_method=job.interpolate_method,
-                return_char_alignments=job.return_char_alignments,
+                interpolate_method=options.interpolate_method,
+                return_char_alignments=options.return_char_alignments,
             ), 1, warnings)
         cleaned = [_clean(s) for s in result["segments"]]  # whisperx's untyped dicts
         return Aligned(cast(list[Segment], cleaned), "wav2vec2", name)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +26,13 @@ from worker.errors import InputError
 BATCH = 32
 USE_WINDOW = 256  # USE has no hard limit; words per transcript chunk
 EMBEDDINGS_DIR = "embeddings"  # MODELS_DIR/embeddings/<name>: where the image bakes them
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    what: Literal["segments", "transcript", "both"]
+    model: str  # `embedding_model`: a name in MODELS_DIR/embeddings or a folder
+    dims: int | None  # Matryoshka truncation; None: the model's own size
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,11 @@ def chunks(segments: list[Segment], embedder: Embedder) -> list[list[int]]:
             out.append([index])
             used = tokens
     return out
+
+
+def run(options: EmbedOptions, segments: list[Segment], device: str) -> dict[str, Any]:
+    """The job's text embeddings: the model from the cache, then what was asked for."""
+    return embed(load(options.model, device), segments, options.what, options.dims)
 
 
 def embed(embedder: Embedder, segments: list[Segment], what: str,

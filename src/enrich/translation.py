@@ -94,6 +94,12 @@ class MTModel:
 
 
 @dataclass(frozen=True)
+class TranslateOptions:
+    target: str  # `translate_to`: a language code or name
+    model: str  # `translation_model`: a name in MODELS_DIR/translation or a directory
+
+
+@dataclass(frozen=True)
 class Translated:
     language: str
     model: str
@@ -223,6 +229,13 @@ def target_language(model: MTModel, requested: str) -> tuple[str, str | None]:
 
 def _pair_text(model: MTModel) -> str:
     return f"{model.pair[0]} -> {model.pair[1]}" if model.pair else "fixed pair"
+
+
+def run(options: TranslateOptions, segments: list[Segment], source: str, device: str,
+        warnings: list[str]) -> Translated | None:
+    """The job's machine translation: the model from the cache, then every segment."""
+    return translate(load(options.model, device, warnings), segments, source, options.target,
+                     warnings)
 
 
 def translate(model: MTModel, segments: list[Segment], source: str, requested: str,

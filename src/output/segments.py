@@ -140,3 +140,13 @@ def number(segments: list[Segment]) -> list[Segment]:
     """Output order: `id` 0..n-1 first, then the segment's own keys."""
     return [{"id": i} | {k: v for k, v in s.items() if k != "id"}  # type: ignore[misc]
             for i, s in enumerate(segments)]
+
+
+def final(pieces: list[Segment], windows: list[Window], min_duration: float) -> list[Segment]:
+    """The response's segments: the pieces alignment and speakers cut, with their window's
+    decoding fields shared out, those shorter than `min_duration` s dropped, numbered."""
+    segments = partition(pieces, windows)
+    if min_duration:
+        segments = [s for s in segments
+                    if (s["end"] or 0) - (s["start"] or 0) >= min_duration]
+    return number(segments)
