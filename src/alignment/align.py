@@ -206,8 +206,11 @@ def whisper_word_timings(
             PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, last_speech,
         ) or last_speech
         for segment, group in zip(batch, groups, strict=True):
+            # faster-whisper's word probability; `score` holds it too (there is no wav2vec2
+            # score to give), as it did before words had `probability`
             words = [{"word": w["word"].strip(), "start": float(w["start"]),
-                      "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
+                      "end": float(w["end"]), "score": round(float(w["probability"]), 3),
+                      "probability": round(float(w["probability"]), 4)}
                      for w in group[0].get("words", []) if w["word"].strip()]
             # a window's words stay in that window's speech (or, without VAD, in the window)
             start, end = segment["start"] or 0.0, segment["end"] or 0.0
