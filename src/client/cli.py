@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from . import sources
-from .runner import Options, Runner, summary
+from .runner import Options, Runner, Tally, summary
 from .store import Busy, Store
 from .targets import Fatal, HttpTarget, Pool, RunPodTarget
 
@@ -72,6 +72,17 @@ def parser() -> argparse.ArgumentParser:
                    help="don't check --params against this client's parameter table (for an "
                         "endpoint running a newer worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # RunPod Batch jobs (batch.py, batch_api.py)
+    bat = p.add_argument_group("RunPod Batch jobs (with --endpoint)")
+    bat.add_argument("--batch", action="store_true",
+                     help="send the inputs as Batch jobs on the endpoint's batch workers "
+                          "instead of /run: cheaper, hours of latency; a rerun re-attaches "
+                          "(docs/scale-out.md, Batch jobs)")
+    bat.add_argument("--cancel-on-exit", action="store_true",
+                     help="cancel this run's batches when it is stopped (Ctrl-C); by default "
+                          "they go on and a rerun picks up their results")
+    bat.add_argument("--batch-poll-max", type=float, default=60.0, metavar="SECONDS",
+                     help="longest wait between two looks at a batch's progress (default 60)")
     return p
 
 
@@ -108,16 +119,31 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
                store: Store) -> int:
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
     async with aiohttp.ClientSession(connector=connector, raise_for_status=True) as session:
+        if args.batch:
+            from .batch import BatchRunner
+
+            batch = BatchRunner(items, store, _options(args, params), session, args.endpoint,
+                                cancel_on_exit=args.cancel_on_exit,
+                                poll_max_s=args.batch_poll_max,
+                                unreachable_s=args.unreachable_timeout)
+            return _finish(await batch.run(), batch.pool, store)
         if args.endpoint:
             targets: list[Any] = [RunPodTarget(args.endpoint, session)]
         else:
             targets = [HttpTarget(url, session) for url in dict.fromkeys(args.url)]
         pool = Pool(targets, args.unreachable_timeout)
-        options = Options(params=params, concurrency=args.concurrency, retries=args.retries,
-                          job_timeout_s=args.job_timeout, max_inline_mb=args.max_inline_mb,
-                          retry_failed=args.retry_failed, progress=not args.no_progress)
-        runner = Runner(items, pool, store, options, session)
+        runner = Runner(items, pool, store, _options(args, params), session)
         tally = await runner.run()
+    return _finish(tally, pool, store)
+
+
+def _options(args: argparse.Namespace, params: dict[str, Any]) -> Options:
+    return Options(params=params, concurrency=args.concurrency, retries=args.retries,
+                   job_timeout_s=args.job_timeout, max_inline_mb=args.max_inline_mb,
+                   retry_failed=args.retry_failed, progress=not args.no_progress)
+
+
+def _finish(tally: Tally, pool: Pool, store: Store) -> int:
     store.write_failures(tally.failures)
     print(summary(tally, pool, str(store.folder)), flush=True)
     if tally.stopped:
@@ -143,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"--{name}: got {getattr(args, name)}, expected "
                            f"{'a positive' if name == 'concurrency' else 'a non-negative'} "
                            "integer.")
+    if (args.cancel_on_exit or args.batch) and not args.endpoint:
+        parser().error("--batch and --cancel-on-exit need --endpoint ID (Batch jobs run on a "
+                       "RunPod endpoint's batch workers).")
+    if args.cancel_on_exit and not args.batch:
+        parser().error("--cancel-on-exit goes with --batch (a /run job is cancelled when it "
+                       "passes --job-timeout).")
     for url in args.url or []:
         if not url.startswith(("http://", "https://")):
             parser().error(f"--url {url!r}: expected a base URL like http://127.0.0.1:8000.")
