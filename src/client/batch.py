@@ -52,7 +52,7 @@ class Batch:
     created: str
     state: str = "draft"  # draft, finalized, ended, cancelled (the client's view)
     entries: list[Entry] = field(default_factory=list)
-    seen: int = -1  # finished requests at the last look (not saved)
+    seen: int = 0  # finished requests at the last look (not saved)
 
 
 @dataclass

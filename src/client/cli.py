@@ -63,9 +63,10 @@ def parser() -> argparse.ArgumentParser:
                    help="resend inputs that failed before with an input error")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint for --s3 (R2, MinIO, ...); "
                    "AWS_ENDPOINT_URL works too")
-    p.add_argument("--url-expiry", type=int, default=6 * 3600, metavar="SECONDS",
-                   help="lifetime of the presigned URLs (default 6 h: made per attempt, they "
-                        "must outlast the time a job waits in the queue)")
+    p.add_argument("--url-expiry", type=int, metavar="SECONDS",
+                   help="lifetime of the presigned URLs (default 6 h, with --batch 7 days: "
+                        "made per attempt, they must outlast the time a job waits in the "
+                        "queue)")
     p.add_argument("--unreachable-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="stop when no target has been reachable for this long (default 300)")
     p.add_argument("--skip-params-check", action="store_true",
@@ -159,7 +160,9 @@ def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=args.s3_endpoint_url)
-    return sources.from_s3(args.s3, s3, args.url_expiry)
+    # A batch may wait hours to start: its URLs get SigV4's longest lifetime.
+    expiry = args.url_expiry or (7 * 24 * 3600 if args.batch else 6 * 3600)
+    return sources.from_s3(args.s3, s3, expiry)
 
 
 def main(argv: list[str] | None = None) -> int:
