@@ -53,6 +53,7 @@ class Batch:
     state: str = "draft"  # draft, finalized, ended, cancelled (the client's view)
     entries: list[Entry] = field(default_factory=list)
     seen: int = 0  # finished requests at the last look (not saved)
+    lagged: bool = False  # counted as done, yet some requests weren't listed done (not saved)
 
 
 @dataclass
@@ -103,7 +104,7 @@ class BatchRunner(Runner):
 
     def _save_manifest(self) -> None:
         path = self.store.folder / MANIFEST
-        data = {"batches": [{k: v for k, v in asdict(b).items() if k != "seen"}
+        data = {"batches": [{k: v for k, v in asdict(b).items() if k not in ("seen", "lagged")}
                             for b in self.batches]}
         tmp = path.with_name(path.name + ".part")
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -152,14 +153,19 @@ class BatchRunner(Runner):
             if b.state not in ("draft", "finalized") or b.endpoint != self.endpoint \
                     or b.params != self.store.params:
                 continue
-            mine = [e for e in b.entries if not e.done and e.key in self.by_key]
+            mine = []
+            for e in b.entries:  # the entries still ours: others are done, gone or held twice
+                if e.done or e.key not in self.by_key or e.key in held:
+                    e.done = True
+                else:
+                    mine.append(e)
+                    held.add(e.key)
             if not mine:
                 b.state = "ended"
                 continue
             if b.state == "draft":  # the last run stopped while filling it: send what it has
                 await self.api.finalize(b.id)
                 b.state = "finalized"
-            held.update(e.key for e in mine)
             self.tally.in_flight += len(mine)
             self.open.append(b)
             self.say(f"re-attached to batch {b.id} ({b.name}): {len(mine)} inputs")
@@ -263,7 +269,7 @@ class BatchRunner(Runner):
             e.done = True
             self.tally.in_flight -= 1
             await self._resolve(b, e, request)
-            self._save_manifest()
+        self._save_manifest()  # once a look: batches.json holds up to 5,000 entries a batch
         if unmatched:
             self.say(f"batch {b.id}: {unmatched} finished requests match no input (the API "
                      "returned no request ids and no echoed input; docs/scale-out.md)")
@@ -272,6 +278,7 @@ class BatchRunner(Runner):
         item = self.by_key[e.key]
         previous = self.store.previous(e.key)
         if previous is not None and previous["status"] == "done":
+            self.tally.skipped += 1
             return
         attempt: dict[str, Any] = {"target": self.target.name, "batch_id": b.id,
                                    "request_id": request.get("id")}
@@ -343,12 +350,12 @@ class BatchRunner(Runner):
         self._save_manifest()
 
     async def _poll(self) -> None:
-        interval = POLL_START_S
+        interval = min(POLL_START_S, self.poll_max_s)
         while self.open or self.again:
             if self.again:
                 work, self.again = self.again, []
                 await self._submit(work)
-            progressed = False
+            next_wait = 0.0  # after a look that found finished requests
             for b in list(self.open):
                 summary = await self.api.summary(b.id)
                 status = str(summary.get("status"))
@@ -359,18 +366,25 @@ class BatchRunner(Runner):
                 finished = completed + failed
                 over = status in batch_api.ENDED or (
                     status == "FINALIZED" and total > 0 and finished >= total)
-                if finished != b.seen or over:
+                if finished != b.seen or over:  # list the requests only when some finished
                     self.say(f"batch {b.id}: {status}, {completed} completed, {failed} failed, "
                              f"{running} in progress, of {total}")
                     b.seen = finished
                     await self._collect(b)
-                    progressed = True
-                if over:
+                    # listing costs a call per PAGE_LIMIT requests: look less often at big ones
+                    pages = -(-total // batch_api.PAGE_LIMIT)
+                    next_wait = max(next_wait, min(self.poll_max_s, max(POLL_START_S, pages)))
+                if over and status == "FINALIZED" and not b.lagged and \
+                        any(not e.done for e in b.entries):
+                    b.lagged = True  # the list may trail the counts: one more look first
+                    b.seen = -1
+                    next_wait = next_wait or min(self.poll_max_s, POLL_START_S)
+                elif over:
                     self._end(b, status)
                     self.open.remove(b)
             if self.open and not self.again:
                 await asyncio.sleep(interval)
-                interval = POLL_START_S if progressed else min(self.poll_max_s, interval * 1.5)
+                interval = next_wait or min(self.poll_max_s, interval * 1.5)
 
     # -- the run ---------------------------------------------------------------------------
 
