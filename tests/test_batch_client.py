@@ -408,3 +408,19 @@ def test_the_api_key_never_appears_in_errors_or_logs(
     if answer is not None:  # the server did quote the header; the client wrote it redacted
         assert "Bearer <RUNPOD_API_KEY>" in shown
     assert key not in shown
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--url", "http://127.0.0.1:9", "--batch"], "--batch and --cancel-on-exit need --endpoint "
+     "ID (Batch jobs run on a RunPod endpoint's batch workers)."),
+    (["--endpoint", ENDPOINT, "--cancel-on-exit"], "--cancel-on-exit goes with --batch (a /run "
+     "job is cancelled when it passes --job-timeout)."),
+])
+def test_batch_options_need_an_endpoint_and_each_other(
+        tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], error: str) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("https://example.com/a.mp3\n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--urls", str(urls), "--out", str(tmp_path / "out"), *args])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(f"whisperx-client: error: {error}\n")

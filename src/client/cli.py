@@ -1,6 +1,7 @@
 """whisperx-client: transcribe many files through a RunPod endpoint or workers' base URLs.
 
     whisperx-client --folder episodes/ --endpoint $ENDPOINT_ID --params params.json --out out/
+    whisperx-client --folder episodes/ --endpoint $ENDPOINT_ID --batch --out out/  # Batch jobs
     whisperx-client --urls urls.txt --url http://127.0.0.1:8001 --url http://127.0.0.1:8002 \\
         --out out/
 
