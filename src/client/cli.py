@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from . import sources
-from .runner import Options, Runner, Tally, summary
+from .runner import Options, Runner, summary
 from .store import Busy, Store
 from .targets import Fatal, HttpTarget, Pool, RunPodTarget
 
@@ -121,33 +121,37 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
                store: Store) -> int:
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
     async with aiohttp.ClientSession(connector=connector, raise_for_status=True) as session:
-        if args.batch:
-            from .batch import BatchRunner
-
-            batch = BatchRunner(items, store, _options(args, params), session, args.endpoint,
-                                cancel_on_exit=args.cancel_on_exit,
-                                poll_max_s=args.batch_poll_max,
-                                unreachable_s=args.unreachable_timeout)
-            return _finish(await batch.run(), batch.pool, store)
+        if args.batch:  # RunPod Batch jobs: batch.py
+            return await _run_batch(args, items, params, store, session)
         if args.endpoint:
             targets: list[Any] = [RunPodTarget(args.endpoint, session)]
         else:
             targets = [HttpTarget(url, session) for url in dict.fromkeys(args.url)]
         pool = Pool(targets, args.unreachable_timeout)
-        runner = Runner(items, pool, store, _options(args, params), session)
+        options = Options(params=params, concurrency=args.concurrency, retries=args.retries,
+                          job_timeout_s=args.job_timeout, max_inline_mb=args.max_inline_mb,
+                          retry_failed=args.retry_failed, progress=not args.no_progress)
+        runner = Runner(items, pool, store, options, session)
         tally = await runner.run()
-    return _finish(tally, pool, store)
-
-
-def _options(args: argparse.Namespace, params: dict[str, Any]) -> Options:
-    return Options(params=params, concurrency=args.concurrency, retries=args.retries,
-                   job_timeout_s=args.job_timeout, max_inline_mb=args.max_inline_mb,
-                   retry_failed=args.retry_failed, progress=not args.no_progress)
-
-
-def _finish(tally: Tally, pool: Pool, store: Store) -> int:
     store.write_failures(tally.failures)
     print(summary(tally, pool, str(store.folder)), flush=True)
+    if tally.stopped:
+        return 2
+    return 1 if tally.failed else 0
+
+
+async def _run_batch(args: argparse.Namespace, items: list[sources.Item],
+                     params: dict[str, Any], store: Store, session: aiohttp.ClientSession) -> int:
+    from .batch import BatchRunner
+
+    options = Options(params=params, retries=args.retries, max_inline_mb=args.max_inline_mb,
+                      retry_failed=args.retry_failed, progress=not args.no_progress)
+    runner = BatchRunner(items, store, options, session, args.endpoint,
+                         cancel_on_exit=args.cancel_on_exit, poll_max_s=args.batch_poll_max,
+                         unreachable_s=args.unreachable_timeout)
+    tally = await runner.run()
+    store.write_failures(tally.failures)
+    print(summary(tally, runner.pool, str(store.folder)), flush=True)
     if tally.stopped:
         return 2
     return 1 if tally.failed else 0
