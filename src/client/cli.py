@@ -1,7 +1,6 @@
 """whisperx-client: transcribe many files through a RunPod endpoint or workers' base URLs.
 
     whisperx-client --folder episodes/ --endpoint $ENDPOINT_ID --params params.json --out out/
-    whisperx-client --folder episodes/ --endpoint $ENDPOINT_ID --batch --out out/  # Batch jobs
     whisperx-client --urls urls.txt --url http://127.0.0.1:8001 --url http://127.0.0.1:8002 \\
         --out out/
 
@@ -48,6 +47,17 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--url", action="append", metavar="BASE_URL",
                      help="a worker's base URL, e.g. http://127.0.0.1:8001 (repeat it: jobs "
                           "are spread over them)")
+    # RunPod Batch jobs (batch.py, batch_api.py)
+    bat = p.add_argument_group("RunPod Batch jobs (with --endpoint)")
+    bat.add_argument("--batch", action="store_true",
+                     help="send the inputs as Batch jobs on the endpoint's batch workers "
+                          "instead of /run: cheaper, hours of latency; a rerun re-attaches "
+                          "(docs/scale-out.md, Batch jobs)")
+    bat.add_argument("--cancel-on-exit", action="store_true",
+                     help="cancel this run's batches when it is stopped (Ctrl-C); by default "
+                          "they go on and a rerun picks up their results")
+    bat.add_argument("--batch-poll-max", type=float, default=60.0, metavar="SECONDS",
+                     help="longest wait between two looks at a batch's progress (default 60)")
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--params", type=Path, help="JSON file of request parameters for every job")
     p.add_argument("--concurrency", type=int, default=8,
@@ -74,18 +84,24 @@ def parser() -> argparse.ArgumentParser:
                    help="don't check --params against this client's parameter table (for an "
                         "endpoint running a newer worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # RunPod Batch jobs (batch.py, batch_api.py)
-    bat = p.add_argument_group("RunPod Batch jobs (with --endpoint)")
-    bat.add_argument("--batch", action="store_true",
-                     help="send the inputs as Batch jobs on the endpoint's batch workers "
-                          "instead of /run: cheaper, hours of latency; a rerun re-attaches "
-                          "(docs/scale-out.md, Batch jobs)")
-    bat.add_argument("--cancel-on-exit", action="store_true",
-                     help="cancel this run's batches when it is stopped (Ctrl-C); by default "
-                          "they go on and a rerun picks up their results")
-    bat.add_argument("--batch-poll-max", type=float, default=60.0, metavar="SECONDS",
-                     help="longest wait between two looks at a batch's progress (default 60)")
     return p
+
+
+async def _run_batch(args: argparse.Namespace, items: list[sources.Item],
+                     params: dict[str, Any], store: Store, session: aiohttp.ClientSession) -> int:
+    from .batch import BatchRunner
+
+    options = Options(params=params, retries=args.retries, max_inline_mb=args.max_inline_mb,
+                      retry_failed=args.retry_failed, progress=not args.no_progress)
+    runner = BatchRunner(items, store, options, session, args.endpoint,
+                         cancel_on_exit=args.cancel_on_exit, poll_max_s=args.batch_poll_max,
+                         unreachable_s=args.unreachable_timeout)
+    tally = await runner.run()
+    store.write_failures(tally.failures)
+    print(summary(tally, runner.pool, str(store.folder)), flush=True)
+    if tally.stopped:
+        return 2
+    return 1 if tally.failed else 0
 
 
 def load_params(path: Path | None, check: bool) -> dict[str, Any]:
@@ -140,23 +156,6 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
     return 1 if tally.failed else 0
 
 
-async def _run_batch(args: argparse.Namespace, items: list[sources.Item],
-                     params: dict[str, Any], store: Store, session: aiohttp.ClientSession) -> int:
-    from .batch import BatchRunner
-
-    options = Options(params=params, retries=args.retries, max_inline_mb=args.max_inline_mb,
-                      retry_failed=args.retry_failed, progress=not args.no_progress)
-    runner = BatchRunner(items, store, options, session, args.endpoint,
-                         cancel_on_exit=args.cancel_on_exit, poll_max_s=args.batch_poll_max,
-                         unreachable_s=args.unreachable_timeout)
-    tally = await runner.run()
-    store.write_failures(tally.failures)
-    print(summary(tally, runner.pool, str(store.folder)), flush=True)
-    if tally.stopped:
-        return 2
-    return 1 if tally.failed else 0
-
-
 def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
     if args.folder:
         return sources.from_folder(args.folder, exclude=args.out)
@@ -165,24 +164,24 @@ def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=args.s3_endpoint_url)
-    # A batch may wait hours to start: its URLs get SigV4's longest lifetime.
-    expiry = args.url_expiry or (7 * 24 * 3600 if args.batch else 6 * 3600)
-    return sources.from_s3(args.s3, s3, expiry)
+    return sources.from_s3(args.s3, s3, args.url_expiry)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    for name in ("concurrency", "retries"):
-        if getattr(args, name) < (1 if name == "concurrency" else 0):
-            parser().error(f"--{name}: got {getattr(args, name)}, expected "
-                           f"{'a positive' if name == 'concurrency' else 'a non-negative'} "
-                           "integer.")
     if (args.cancel_on_exit or args.batch) and not args.endpoint:
         parser().error("--batch and --cancel-on-exit need --endpoint ID (Batch jobs run on a "
                        "RunPod endpoint's batch workers).")
     if args.cancel_on_exit and not args.batch:
         parser().error("--cancel-on-exit goes with --batch (a /run job is cancelled when it "
                        "passes --job-timeout).")
+    if args.url_expiry is None:  # a batch may wait hours to start: SigV4's longest lifetime
+        args.url_expiry = 7 * 24 * 3600 if args.batch else 6 * 3600
+    for name in ("concurrency", "retries"):
+        if getattr(args, name) < (1 if name == "concurrency" else 0):
+            parser().error(f"--{name}: got {getattr(args, name)}, expected "
+                           f"{'a positive' if name == 'concurrency' else 'a non-negative'} "
+                           "integer.")
     for url in args.url or []:
         if not url.startswith(("http://", "https://")):
             parser().error(f"--url {url!r}: expected a base URL like http://127.0.0.1:8000.")
