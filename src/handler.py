@@ -46,19 +46,14 @@ def handler(job: RunpodJob) -> dict[str, Any]:
 
 def stream_handler(job: RunpodJob) -> Iterator[streaming.Element]:
     """The handler as a generator (STREAM_RESULTS=true): the job's elements as they come,
-    `{"type": "result", "output": <handler(job)'s response>}` last (streaming.py)."""
-    post = _progress(job)
+    `{"type": "result", "output": <handler(job)'s response>}` last (streaming.py). Progress
+    goes to the stream, as elements, instead of runpod's progress_update."""
 
     def run(progress: streaming.ProgressCallback,
             on_segments: predict.SegmentsCallback) -> dict[str, Any]:
-        def both(update: dict[str, Any]) -> None:
-            progress(update)
-            if post:
-                post(update)
-
-        output = _run(job, both, on_segments)
+        output = _run(job, progress, on_segments)
         if output.pop("refresh_worker", False):
-            _config["refresh_worker"] = True
+            _config["refresh_worker"] = True  # runpod stops this worker after the job
         return output
 
     yield from streaming.elements(run)

@@ -74,10 +74,11 @@ def predict(
         language = asr.detect_language(loaded, audio.waveform, speech, opts.language, warnings)
     # Alignment cuts windows into sentences (and speakers may cut them again): their pieces
     # then need each token's own log-probability (output/segments.py).
+    partial = (lambda batch: on_segments(batch, False)) if on_segments else None
     with timings.stage("transcription"):
         transcript = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
                                     job.task, warnings, score_tokens=opts.align is not None,
-                                    on_segments=on_segments and (lambda s: on_segments(s, False)))
+                                    on_segments=partial)
     english = None
     if job.translate:
         with timings.stage("translation"):
