@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--beam-size", type=int, default=None,
                         help="beam_size (and best_of) for every job: 1 makes long runs on CPU "
                         "shorter")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch_size for every job (default 32: a 10-min file is ~2 "
+                        "batches, so the first segments wait for half the decoding)")
     parser.add_argument("--no-diarization", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("MODELS_DIR", str(ROOT / "models"))
@@ -75,6 +78,8 @@ def main() -> None:
     extra: dict[str, Any] = {"language": "ru"}  # the audio's language: no detection cost
     if args.beam_size:
         extra |= {"beam_size": args.beam_size, "best_of": args.beam_size}
+    if args.batch_size:
+        extra["batch_size"] = args.batch_size
     if args.no_diarization:
         extra["diarization"] = False
     print(f"device {device}, model {os.environ['MODEL']}, job options {extra}")
