@@ -88,7 +88,8 @@ class WorkerSettings(BaseSettings):
         "`true`: the worker streams each job through RunPod's `/stream`: progress per stage, "
         "each decoded batch's segments as soon as it is decoded, the final segments, and the "
         "usual response as the last element; `/runsync` and `/status` then return the list "
-        "of every element (see Streaming). For the whole endpoint, not per request."))
+        "of every element (see [Streaming](#streaming)). For the whole endpoint, not per "
+        "request."))
     runpod_webhook_post_output: str | None = Field(None, description=(
         "Set by RunPod; when present, `/status` shows per-stage progress."))
 
