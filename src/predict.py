@@ -21,13 +21,14 @@ import asr
 import diarization
 import inputs
 import job_models
+import job_options
 import output
 import speakers
 import worker
 from enrich import text_embeddings
 from enrich import translation as mt
 from rp_schema import JobInput, Resolved
-from worker import SAMPLE_RATE, gpu_faults, model_policy, models
+from worker import SAMPLE_RATE, model_policy, models
 from worker.timings import Timings
 
 log = logging.getLogger("worker.predict")
@@ -38,129 +39,77 @@ def predict(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     worker.configure_libraries()
-    job = resolved.values
-    cue_rules = output.CueRules.from_job(job)  # srt/vtt limits, for every rendering
+    job, timings, device = resolved.values, Timings(progress), models.device()
     warnings: list[str] = []
-    timings = Timings(progress)
-    device = models.device()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    bucket = output.delivery.target(job)  # upload_results=true without a bucket fails here
-
-    # Before any work: a request may not make the worker load (and run) arbitrary models, and
-    # every model the job needs must be here (filesystem checks: no work is thrown away later).
+    # Before any work: each stage's options, the bucket (upload_results=true without one fails
+    # here), no model a request may not load (or run), and every model the job needs is here.
+    opts = job_options.build(job, warnings)
+    bucket = output.delivery.target(opts.output)
     model_policy.check(resolved)
-    needs = job_models.find(job, warnings)
+    needs = job_models.find(job, opts, warnings)
 
     with timings.stage("download"):
         source = inputs.fetch(job.audio_file, job.audio_base64, workdir)
         # reference samples are checked before any model runs: a bad one fails the job now
-        samples = speakers.load_samples(job.speaker_samples, workdir) \
-            if speakers.identification_enabled(job) else []
-    if job.speaker_samples and not samples:
-        warnings.append("speaker_samples are ignored: speaker_verification is false.")
+        samples = speakers.load_samples(job.speaker_samples, workdir) if opts.identify else []
     with timings.stage("decode_audio"):
         audio = inputs.load(source, warnings)
-    output.delivery.check_size(job, audio.duration, bucket)
+    output.delivery.check_size(opts.output, audio.duration, bucket)
 
     with timings.stage("model_load"):
-        path = needs.whisper
         compute_type = models.resolve_compute_type(job.compute_type, device, warnings)
-        loaded = asr.load_whisper(path, compute_type, device)
+        loaded = asr.load_whisper(needs.whisper, compute_type, device)
         vad = asr.load_vad(device)
-
     # One VAD pass: language detection, transcription, translation and retries reuse it.
     with timings.stage("vad"):
-        speech = asr.find_speech(vad, audio.waveform, audio.duration, job)
-
+        speech = asr.find_speech(vad, audio.waveform, audio.duration, opts.vad)
     with timings.stage("language_detection"):
-        language = asr.detect_language(loaded, audio.waveform, speech, job)
-
+        language = asr.detect_language(loaded, audio.waveform, speech, opts.language, warnings)
     # Alignment cuts windows into sentences (and speakers may cut them again): their pieces
     # then need each token's own log-probability (output/segments.py).
-    aligns = (job.align_output or job.word_timestamps) and job.task != "translate"
     with timings.stage("transcription"):
-        transcript = gpu_faults.retry_on_oom(
-            "transcription",
-            lambda batch: asr.transcribe(loaded, speech, audio.waveform, job, language.code,
-                                         job.task, batch, score_tokens=aligns),
-            job.batch_size, warnings,
-        )
-    segments = transcript.segments
-    if not segments:
-        warnings.append("no speech detected: the audio is silent or the VAD found no speech.")
-    if not speech.windows and not job.language:
-        warnings.append(f"language detection skipped: no speech; detected_language is "
-                        f"'{language.code}' by default.")
-
-    if job.task == "translate" and (note := mt.cant_translate_warning(job.model, path)):
-        warnings.append(note)
-
-    translation = None
+        transcript = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
+                                    job.task, warnings, score_tokens=opts.align is not None)
+    english = None
     if job.translate:
         with timings.stage("translation"):
-            english = gpu_faults.retry_on_oom(
-                "translation",
-                lambda batch: asr.transcribe(loaded, speech, audio.waveform, job,
-                                             language.code, "translate", batch),
-                job.batch_size, warnings,
-            )
-        translation = output.render(job.translation, english.segments, "en", cue_rules)
+            english = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
+                                     "translate", warnings, stage="translation")
 
-    aligned = None
-    if (job.align_output or job.word_timestamps) and job.task == "translate":
-        warnings.append("word alignment is skipped for task=translate: the English text is not "
-                        "what is spoken in the audio.")
-    elif aligns:
+    segments, aligned = transcript.segments, None
+    if opts.align is not None:
         with timings.stage("alignment"):
-            aligned = alignment.align(segments, audio.waveform, language.code, job, loaded,
-                                      job.task, transcript.speech, warnings)
-            if device == "cuda":  # torch stage: give its cached GPU blocks back
-                gpu_faults.free_memory()
+            aligned = alignment.align(segments, audio.waveform, language.code, opts.align,
+                                      loaded, job.task, transcript.speech, warnings)
         segments = aligned.segments
-
-    diarized = None
-    if job.diarization:
+    diarized = identified = None
+    if opts.diarize is not None:
         with timings.stage("diarization"):
-            diarized = diarization.diarize(audio.waveform, job, device, warnings,
+            diarized = diarization.diarize(audio.waveform, opts.diarize, device, warnings,
                                            transcript.speech)
-            if device == "cuda":  # torch stage: give its cached GPU blocks back
-                gpu_faults.free_memory()
-        if diarized is not None:
-            # Words get speakers; a segment whose words change speaker is split there.
+        if diarized is not None:  # words get speakers; a segment is split where they change
             segments = speakers.assign(diarized.turns, segments, language.code)
-    identified = None
-    if samples and diarized is not None:
+    if samples:
         with timings.stage("speaker_identification"):
-            segments, diarized, identified = speakers.identify(samples, diarized, segments, job,
-                                                            device)
-    elif samples:
-        warnings.append("speaker identification skipped: diarization found no speakers.")
+            segments, diarized, identified = speakers.identify(
+                samples, diarized, segments, job.speaker_match_threshold, device, warnings)
+    segments = output.final(segments, transcript.windows, opts.output.min_segment_duration)
 
-    # The pieces alignment and speakers cut share out their window's decoding fields.
-    segments = output.partition(segments, transcript.windows)
-    if job.min_segment_duration:
-        segments = [s for s in segments
-                    if (s["end"] or 0) - (s["start"] or 0) >= job.min_segment_duration]
-    segments = output.number(segments)  # ids 0..n-1
-
-    translated = None
-    if job.translate_to:
+    translated = text_vectors = None
+    if opts.translate is not None:
         with timings.stage("machine_translation"):
-            mt_model = mt.load(job.translation_model, device, warnings)
-            translated = mt.translate(mt_model, segments, language.code, job.translate_to,
-                                      warnings)
-    text_vectors = None
-    if job.embeddings != "false":
+            translated = mt.run(opts.translate, segments, language.code, device, warnings)
+    if opts.embed is not None:
         with timings.stage("embeddings"):
-            embedder = text_embeddings.load(job.embedding_model, device)
-            text_vectors = text_embeddings.embed(embedder, segments, job.embeddings,
-                                                 job.embedding_dims)
+            text_vectors = text_embeddings.run(opts.embed, segments, device)
 
     response = output.response(resolved, output.Outcome(
-        audio, loaded, language, transcript, segments, translation, aligned, diarized,
-        samples, identified, translated, text_vectors, timings, device), warnings, cue_rules)
-    return output.delivery.finish(response, job.output_format, bucket)
+        audio, loaded, language, transcript, segments, english, aligned, diarized, samples,
+        identified, translated, text_vectors, timings, device, opts.vad, opts.asr),
+        warnings, opts.output)
+    return output.delivery.finish(response, opts.output.format, bucket)
 
 
 def warm_up(model: str, compute_type: str, diarize: JobInput | None = None) -> None:
@@ -174,6 +123,7 @@ def warm_up(model: str, compute_type: str, diarize: JobInput | None = None) -> N
     asr.load_whisper(path, models.resolve_compute_type(compute_type, device, warnings), device)
     asr.load_vad(device)
     if diarize is not None and diarize.diarization:
-        diarization.diarize(np.zeros(SAMPLE_RATE, dtype=np.float32), diarize, device, warnings)
+        diarization.diarize(np.zeros(SAMPLE_RATE, dtype=np.float32),
+                            job_options.diarize_options(diarize), device, warnings)
     for warning in warnings:
         log.warning("warm-up: %s", warning)

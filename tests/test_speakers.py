@@ -92,6 +92,7 @@ def test_whisper_word_timings_on_sparse_speech_stay_in_vad_speech(run_job, media
     """Prompts with long pauses, and no wav2vec2 model (offline): Whisper's cross-attention
     timings, clipped to the job's VAD speech — no word in silence, none spanning a pause."""
     import asr
+    import job_options
     import rp_schema
 
     conv = Conversation()
@@ -106,7 +107,7 @@ def test_whisper_word_timings_on_sparse_speech_stay_in_vad_speech(run_job, media
     resolved = rp_schema.resolve(job).values
     audio = np.concatenate(conv.pieces)
     regions = asr.find_speech(asr.load_vad("cpu"), audio, len(audio) / 16000,
-                              resolved).speech
+                              job_options.vad_options(resolved)).speech
     words = [w for s in result["segments"] for w in s["words"]]
     assert len(words) >= 15
     for w in words:

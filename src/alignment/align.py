@@ -8,7 +8,7 @@ import bisect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torchaudio
@@ -19,9 +19,9 @@ from huggingface_hub import try_to_load_from_cache
 from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
-from asr import Loaded, Segment
-from rp_schema import JobInput
+from asr import Loaded, Segment, Task
 from worker import SAMPLE_RATE, gpu_faults
+from worker.compat import torchaudio as compat_torchaudio
 from worker.errors import brief
 from worker.models import MANIFEST, cache, models_dir, offline, use_nltk_data
 
@@ -36,9 +36,17 @@ SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
 
 
 @dataclass(frozen=True)
+class AlignOptions:
+    model: str | None  # a wav2vec2 CTC model; None: the language's default
+    interpolate_method: Literal["nearest", "linear", "ignore"]  # words wav2vec2 can't time
+    return_char_alignments: bool
+    batch_size: int  # windows per pass of the Whisper fallback
+
+
+@dataclass(frozen=True)
 class Aligned:
     segments: list[Segment]
-    method: str  # "wav2vec2" | "whisper" (cross-attention)
+    method: Literal["wav2vec2", "whisper", "none"]  # whisper: cross-attention; none: no text
     model: str | None
 
 
@@ -74,8 +82,19 @@ def choose(align_model: str | None, language: str) -> Choice:
 
 
 def align(
-    segments: list[Segment], audio: np.ndarray, language: str, job: JobInput,
-    whisper: Loaded, task: str, speech: list[tuple[float, float]], warnings: list[str],
+    segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
+    whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
+) -> Aligned:
+    try:
+        return _align(segments, audio, language, options, whisper, task, speech, warnings)
+    finally:
+        if whisper.device == "cuda":  # torch stage: give its cached GPU blocks back
+            gpu_faults.free_memory()
+
+
+def _align(
+    segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
+    whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
     if not segments:
         return Aligned(segments, "none", None)
@@ -83,10 +102,10 @@ def align(
 
     def fallback() -> Aligned:
         timed = whisper_word_timings(whisper, segments, audio, language, task, speech,
-                                     job.batch_size)
+                                     options.batch_size)
         return Aligned(timed, "whisper", None)
 
-    choice = choose(job.align_model, language)
+    choice = choose(options.model, language)
     if choice.unavailable is not None:
         warnings.append(choice.unavailable)
         return fallback()
@@ -102,8 +121,8 @@ def align(
         result = gpu_faults.retry_on_oom(  # wav2vec2 runs one segment at a time: no batch
             "alignment", lambda _: whisperx.align(
                 segments, model, metadata, audio, whisper.device,
-                interpolate_method=job.interpolate_method,
-                return_char_alignments=job.return_char_alignments,
+                interpolate_method=options.interpolate_method,
+                return_char_alignments=options.return_char_alignments,
             ), 1, warnings)
         cleaned = [_clean(s) for s in result["segments"]]  # whisperx's untyped dicts
         return Aligned(cast(list[Segment], cleaned), "wav2vec2", name)
@@ -130,7 +149,7 @@ def is_available_offline(name: str) -> bool:
     cache = models_dir() / ALIGN_DIR
     bundle = getattr(torchaudio.pipelines, name, None) if name.isupper() else None
     if bundle is not None:
-        return (cache / Path(bundle._path).name).is_file()
+        return (cache / compat_torchaudio.bundle_file(bundle)).is_file()
     try:
         return isinstance(try_to_load_from_cache(name, "config.json", cache_dir=cache), str)
     except ValueError:  # not a valid repository id either (e.g. a path that doesn't exist)
@@ -188,8 +207,11 @@ def whisper_word_timings(
             PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, last_speech,
         ) or last_speech
         for segment, group in zip(batch, groups, strict=True):
+            # faster-whisper's word probability; `score` holds it too (there is no wav2vec2
+            # score to give), as it did before words had `probability`
             words = [{"word": w["word"].strip(), "start": float(w["start"]),
-                      "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
+                      "end": float(w["end"]), "score": round(float(w["probability"]), 3),
+                      "probability": round(float(w["probability"]), 4)}
                      for w in group[0].get("words", []) if w["word"].strip()]
             # a window's words stay in that window's speech (or, without VAD, in the window)
             start, end = segment["start"] or 0.0, segment["end"] or 0.0

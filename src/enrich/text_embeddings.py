@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +26,13 @@ from worker.errors import InputError
 BATCH = 32
 USE_WINDOW = 256  # USE has no hard limit; words per transcript chunk
 EMBEDDINGS_DIR = "embeddings"  # MODELS_DIR/embeddings/<name>: where the image bakes them
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    what: Literal["segments", "transcript", "both"]
+    model: str  # `embedding_model`: a name in MODELS_DIR/embeddings or a folder
+    dims: int | None  # Matryoshka truncation; None: the model's own size
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,6 @@ def _is_model(path: Path) -> bool:
         return False
 
 
-def _found(name: str) -> tuple[Path, dict[str, Any]] | None:
-    return models.find("embeddings", name, _is_model)
-
-
 def available() -> list[str]:
     """Names that resolve here: the manifest's models that are present, and other model
     folders in MODELS_DIR or MODELS_DIR/embeddings."""
@@ -62,13 +65,8 @@ def available() -> list[str]:
 def resolve(name: str) -> tuple[Path, dict[str, Any]]:
     """(local folder, manifest entry) of an embedding model: the one lookup (load() and the
     job's preflight use it). Filesystem checks only."""
-    found = _found(name)
-    if found is None:
-        raise InputError(
-            f"embedding_model: {name!r} is not a sentence-transformers or USE model folder in "
-            f"MODELS_DIR ({models.models_dir()}) nor a local path. Available: "
-            f"{', '.join(available()) or 'none'}.")
-    return found
+    return models.require("embeddings", name, _is_model, ("", EMBEDDINGS_DIR),
+                          "embedding_model", "a sentence-transformers or USE model folder")
 
 
 def load(name: str, device: str) -> Embedder:
@@ -145,6 +143,11 @@ def chunks(segments: list[Segment], embedder: Embedder) -> list[list[int]]:
             out.append([index])
             used = tokens
     return out
+
+
+def run(options: EmbedOptions, segments: list[Segment], device: str) -> dict[str, Any]:
+    """The job's text embeddings: the model from the cache, then what was asked for."""
+    return embed(load(options.model, device), segments, options.what, options.dims)
 
 
 def embed(embedder: Embedder, segments: list[Segment], what: str,

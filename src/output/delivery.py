@@ -16,9 +16,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from rp_schema import JobInput
 from worker import settings
 from worker.errors import InputError, brief
+
+from .options import OutputOptions
 
 log = logging.getLogger("worker.results_upload")
 
@@ -43,7 +44,7 @@ class Bucket:
     expiry_s: int
 
 
-def target(job: JobInput) -> Bucket | None:
+def target(options: OutputOptions) -> Bucket | None:
     """Where this job's result goes: a bucket, or None for an inline response. Checked before
     any work, so upload_results=true without a bucket fails at once."""
     cfg = settings.get()
@@ -51,12 +52,12 @@ def target(job: JobInput) -> Bucket | None:
         else None  # masked in every log line and output by job_logs (SECRET_ENV)
     endpoint, key_id = cfg.bucket_endpoint_url, cfg.bucket_access_key_id
     configured = bool(endpoint and key_id and secret)
-    if job.upload_results and not configured:
+    if options.upload and not configured:
         raise InputError(
             "upload_results: true needs a bucket, and this worker has none; set "
             "BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY on the "
             "endpoint, or send upload_results: false.")
-    if not (endpoint and key_id and secret) or job.upload_results is False:
+    if not (endpoint and key_id and secret) or options.upload is False:
         return None
     return Bucket(endpoint, key_id, secret,
                   cfg.bucket_name or time.strftime("%m-%y"), cfg.upload_url_expiry_s)
@@ -66,22 +67,23 @@ def limit_bytes() -> int:
     return int(settings.get().max_response_mb * 1_000_000)
 
 
-def predicted_bytes(job: JobInput, duration: float) -> int:
-    per_second = BYTES_PER_SECOND["base"] * (2 + (job.output_format != "json") + job.translate)
-    if job.align_output or job.word_timestamps:
+def predicted_bytes(options: OutputOptions, duration: float) -> int:
+    per_second = BYTES_PER_SECOND["base"] * (
+        2 + (options.format != "json") + options.whisper_translation)
+    if options.words:
         per_second += BYTES_PER_SECOND["words"]
-    if job.word_timestamps:
+    if options.word_timestamps:
         per_second += BYTES_PER_SECOND["word_timestamps"]
-    if job.return_char_alignments:
+    if options.char_alignments:
         per_second += BYTES_PER_SECOND["chars"]
     return int(per_second * duration)
 
 
-def check_size(job: JobInput, duration: float, bucket: Bucket | None) -> None:
+def check_size(options: OutputOptions, duration: float, bucket: Bucket | None) -> None:
     """Refuse, before the GPU works, a job whose inline result can't fit."""
     if bucket is not None:
         return
-    predicted, limit = predicted_bytes(job, duration), limit_bytes()
+    predicted, limit = predicted_bytes(options, duration), limit_bytes()
     if predicted > limit:
         raise InputError(
             f"audio: {duration / 60:.0f} min with these options gives a result of at least "

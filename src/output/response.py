@@ -22,7 +22,7 @@ from rp_schema import Resolved
 from worker.timings import Timings
 
 from .formats import render
-from .subtitles import Rules
+from .options import OutputOptions
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Outcome:
     language: asr.Language
     transcript: asr.Transcript
     segments: list[Segment]  # final: aligned, with speakers, shared out, numbered
-    translation: str | None  # Whisper's own English (`translate: true`), rendered
+    english: asr.Transcript | None  # Whisper's own English (`translate: true`)
     aligned: alignment.Aligned | None
     diarized: diarization.Diarization | None
     samples: list[speakers.Sample]
@@ -43,12 +43,16 @@ class Outcome:
     text_vectors: dict[str, Any] | None
     timings: Timings
     device: str
+    vad_options: asr.VadOptions  # what the stages ran with, for debug_info
+    asr_options: asr.AsrOptions
 
 
-def response(resolved: Resolved, outcome: Outcome, warnings: list[str], cue_rules: Rules
-             ) -> dict[str, Any]:
+def response(resolved: Resolved, outcome: Outcome, warnings: list[str],
+             options: OutputOptions) -> dict[str, Any]:
     job = resolved.values
     o = outcome
+    if not o.transcript.windows:
+        warnings.append("no speech detected: the audio is silent or the VAD found no speech.")
     segments, language, audio, diarized, translated = (
         o.segments, o.language, o.audio, o.diarized, o.translated)
     response: dict[str, Any] = {
@@ -58,34 +62,36 @@ def response(resolved: Resolved, outcome: Outcome, warnings: list[str], cue_rule
         "duration": round(audio.duration, 3),
         "input_sha256": audio.sha256,
         # the official faster-whisper worker's fields, so its clients keep working
-        "transcription": render(job.transcription, segments, language.code, cue_rules),
-        "translation": o.translation,
+        "transcription": render(options.transcription, segments, language.code, options.cues),
+        "translation": (render(options.translation, o.english.segments, "en", options.cues)
+                        if o.english is not None else None),
         "device": o.device,
         "model": job.model,
     }
     if diarized is not None:
         response["speakers"] = diarization.speakers_summary(diarized.turns, segments)
         response["speaker_turns"] = speakers.turns_output(diarized.turns)
-    if job.return_speaker_embeddings:
+    if options.speaker_embeddings:
         response["speaker_embeddings"] = embeddings_output(diarized)
-    if job.word_timestamps:
+    if options.word_timestamps:
         response["word_timestamps"] = [
-            {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
+            {"word": w["word"], "start": w.get("start"), "end": w.get("end"),
+             "probability": w.get("probability")}
             for s in segments for w in s.get("words", [])
         ]
-    if job.output_format != "json":
-        response[job.output_format] = render(job.output_format, segments, language.code,
-                                                   cue_rules)
+    if options.format != "json":
+        response[options.format] = render(options.format, segments, language.code,
+                                          options.cues)
     if translated is not None:
         response["translated"] = {"language": translated.language, "model": translated.model,
                                 "segments": translated.segments}
-        if job.output_format != "json":
-            response["translated"][job.output_format] = render(
-                job.output_format, translated.segments, translated.language, cue_rules)
+        if options.format != "json":
+            response["translated"][options.format] = render(
+                options.format, translated.segments, translated.language, options.cues)
     if o.text_vectors is not None:
         response["embeddings"] = o.text_vectors
     response["warnings"] = warnings
-    if job.debug:
+    if options.debug:
         response["debug_info"] = debug_info(resolved, o)
     return response
 
@@ -101,8 +107,8 @@ def debug_info(resolved: Resolved, o: Outcome) -> dict[str, Any]:
         "model": {
             "name": job.model, "path": loaded.path, "compute_type": loaded.compute_type,
             "load_seconds": round(loaded.load_seconds, 3),
-            "asr_options": asr.asr_options(job),
-            "vad_options": vars(asr.vad_params(job)) | {"chunk_size": job.chunk_size},
+            "asr_options": o.asr_options.faster_whisper(),
+            "vad_options": o.vad_options.report(),
         },
         "decode": {
             "batch_size": job.batch_size, "beam_size": job.beam_size,

@@ -15,7 +15,6 @@ from typing import Any
 from whisperx.utils import LANGUAGES_WITHOUT_SPACES, format_timestamp
 
 from asr import Segment
-from rp_schema import JobInput
 
 DEFAULT_LINE_WIDTH = 42  # characters: the usual broadcast subtitle line limit
 
@@ -33,11 +32,11 @@ class Rules:
                     or self.highlight_words)
 
     @classmethod
-    def from_job(cls, job: JobInput) -> Rules:
-        width = job.max_line_width
-        if width is None and job.max_line_count is not None:
-            width = DEFAULT_LINE_WIDTH  # a line count needs lines to count
-        return cls(width, job.max_line_count, job.max_cue_duration, job.highlight_words)
+    def of(cls, max_line_width: int | None, max_line_count: int | None,
+           max_cue_duration: float | None, highlight_words: bool) -> Rules:
+        if max_line_width is None and max_line_count is not None:
+            max_line_width = DEFAULT_LINE_WIDTH  # a line count needs lines to count
+        return cls(max_line_width, max_line_count, max_cue_duration, highlight_words)
 
 
 @dataclass(frozen=True)

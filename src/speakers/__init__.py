@@ -4,8 +4,7 @@ reference samples."""
 from .assign import assign, turns_output
 from .identify import Identification, Sample, load_samples
 from .identify import debug as identification_debug
-from .identify import enabled as identification_enabled
 from .identify import run as identify
 
 __all__ = ["Identification", "Sample", "assign", "identification_debug",
-           "identification_enabled", "identify", "load_samples", "turns_output"]
+           "identify", "load_samples", "turns_output"]

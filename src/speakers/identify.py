@@ -24,8 +24,8 @@ from scipy.optimize import linear_sum_assignment
 
 from asr import Segment
 from inputs import media
-from rp_schema import JobInput
 from worker import SAMPLE_RATE
+from worker.compat import pyannote as compat_pyannote
 from worker.errors import AudioError, InputError
 from worker.models import cache
 
@@ -49,12 +49,6 @@ class Identification:
     similarities: dict[str, dict[str, float | None]]  # name -> speaker -> cosine
     threshold: float
     embedding_model: str
-
-
-def enabled(job: JobInput) -> bool:
-    """kodxana's `speaker_verification`; samples alone also enable it (see
-    docs/speaker-identification.md)."""
-    return bool(job.speaker_samples) and job.speaker_verification is not False
 
 
 def load_samples(raw: list[Any] | None, workdir: Path) -> list[Sample]:
@@ -129,7 +123,7 @@ def embedder(diarized: Any, device: str) -> Any:
         raise RuntimeError("the diarization pipeline was unloaded before identification")
 
     pipeline, _ = cache().get("diarize", (diarized.model, device), evicted)
-    return pipeline.model._embedding  # pyannote's own (private) handle on its embedding model
+    return compat_pyannote.embedding_model(pipeline.model)
 
 
 def _campplus(device: str) -> Any:
@@ -198,11 +192,17 @@ def debug(identification: Identification, samples: list[Sample]) -> dict[str, An
     }
 
 
-def run(samples: list[Sample], diarized: Any, segments: list[Segment], job: JobInput,
-        device: str) -> tuple[list[Segment], Any, Identification]:
-    """Identify the diarized speakers and rename them in segments, words, turns, embeddings."""
+def run(samples: list[Sample], diarized: Any, segments: list[Segment], threshold: float,
+        device: str, warnings: list[str]) -> tuple[list[Segment], Any, Identification | None]:
+    """Identify the diarized speakers and rename them in segments, words, turns, embeddings
+    (unchanged, with a warning, when diarization found none)."""
+    if not samples:
+        return segments, diarized, None
+    if diarized is None:
+        warnings.append("speaker identification skipped: diarization found no speakers.")
+        return segments, diarized, None
     identification = identify(samples, diarized.embeddings or {}, embedder(diarized, device),
-                              job.speaker_match_threshold, diarized.embedding_model or "")
+                              threshold, diarized.embedding_model or "")
     names = identification.names
     turns = diarized.turns.assign(speaker=diarized.turns["speaker"].replace(names))
     embeddings = ({names.get(k, k): v for k, v in diarized.embeddings.items()}
