@@ -194,7 +194,9 @@ class Splitter:
         from output.formats import render
         from output.subtitles import Rules
 
-        job, rules = self.job, Rules.from_job(self.job)
+        job = self.job
+        rules = Rules.of(job.max_line_width, job.max_line_count, job.max_cue_duration,
+                         job.highlight_words)
         segments, code = merged["segments"], merged["detected_language"]
         out = {k: merged[k] for k in ("segments", "detected_language", "language_probability",
                                       "duration")}
