@@ -3,7 +3,8 @@ LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=sample
 # `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
 REQUEST ?= test_input.json
 
-.PHONY: run test lint soak bench stream-bench diarization-bench transcript-der-bench image-check
+.PHONY: run test lint soak bench stream-bench diarization-bench transcript-der-bench split-bench \
+	image-check
 
 run:
 	scripts/setup.sh
@@ -44,6 +45,12 @@ diarization-bench:
 transcript-der-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/transcript_der_bench.py --split heldout
+
+# One long file as one job vs as --split chunks: overhead, WER, DER, 3-hour wall-time table
+# (docs/scale-out.md, "Splitting one long file").
+split-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/split_bench.py
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see docs/image.md.
 image-check:

@@ -157,7 +157,7 @@ def _sample_turns(start: float, end: float) -> list[tuple[float, float, str]]:
     return turns
 
 
-def conversation(condition: str, index: int, split: str) -> Mix:
+def conversation(condition: str, index: int, split: str, duration: float = DURATION) -> Mix:
     speakers, turn_s, pause_s, p_overlap = CONDITIONS[condition]
     seed = zlib.crc32(f"{split}/{condition}/{index}".encode())
     rng = np.random.default_rng(seed)
@@ -166,7 +166,7 @@ def conversation(condition: str, index: int, split: str) -> Mix:
     else:
         speakers += condition == "speakers-5-6" and index % 2
         voices = list(rng.choice(sorted(VOICES), size=speakers, replace=False))
-    track = np.zeros(int(3 * DURATION * RATE), "float32")
+    track = np.zeros(int(3 * duration * RATE), "float32")
     turns: list[tuple[float, float, str]] = []
     cursor, previous = 0.0, None
     if split == "heldout" and condition == "speakers-4" and index % 2 == 0:
@@ -177,7 +177,7 @@ def conversation(condition: str, index: int, split: str) -> Mix:
         turns += _sample_turns(0.0, 12.0)
         cursor = 12.0 + rng.uniform(*pause_s)
     order = list(rng.permutation(voices))  # everyone speaks once before anyone repeats
-    while cursor < DURATION - 1.0 or order:
+    while cursor < duration - 1.0 or order:
         choices = [v for v in voices if v != previous]
         voice = order.pop(0) if order else choices[rng.integers(len(choices))]
         audio, spans = _turn(rng, voice, split, turn_s)

@@ -18,19 +18,23 @@ import sys
 import threading
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 import requests
+import soundfile
 
 from client import cli
 from client.runner import is_input_error
-from conftest import ROOT, english_prompts, wer
+from conftest import ROOT, english_prompts, read_16k, wer
 from test_api import free_port, worker_env
 
+UNREACHABLE = "http://127.0.0.1:9"
 # The base model, no diarization or alignment: the client is under test, not the models.
 PARAMS = {"language": "en", "diarization": False, "align_output": False,
           "output_format": "srt", "upload_results": False}
@@ -286,10 +290,96 @@ def test_url_list_and_a_url_the_worker_cannot_fetch(
     assert failure["attempts"] == 1
 
 
+def _reference_turns(offsets: list[float]) -> list[tuple[float, float, str]]:
+    rows = [line.split() for line in (ROOT / "samples" / "sample.rttm").read_text().splitlines()]
+    return [(o + float(r[3]), o + float(r[3]) + float(r[4]), r[7]) for o in offsets for r in rows]
+
+
+def test_one_file_split_across_two_workers_merges_with_speakers_linked(
+        workers: list[Worker], tmp_path: Path) -> None:
+    """pyannote's real two-speaker call twice over (a pause between): cut into chunks at
+    pauses, sent to both workers, merged, each voice one label across the chunks."""
+    from client.splitter import find_speech
+
+    audio = read_16k(ROOT / "samples" / "sample.wav")
+    pause = np.random.default_rng(0).normal(0, 1e-3, int(1.5 * 16000)).astype("float32")
+    folder = tmp_path / "long"
+    folder.mkdir()
+    soundfile.write(folder / "call.wav", np.concatenate([audio, pause, audio]), 16000)
+    second = (len(audio) + len(pause)) / 16000
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**PARAMS, "diarization": True, "word_timestamps": True}))
+    out = tmp_path / "out"
+    a, b = workers
+    args = ["--folder", str(folder), "--url", a.url, "--url", b.url, "--params", str(params),
+            "--out", str(out), "--split", "0.25", "--no-progress"]
+    sent_before = len(a.started()) + len(b.started())
+    rc, stdout, stderr = finish(client(*args), timeout=900)
+    assert rc == 0, stdout + stderr
+    plan = json.loads((out / "call.wav.chunks" / "plan.json").read_text())
+    chunks = plan["chunks"]
+    assert len(chunks) >= 2 and chunks[0][0] == 0 and chunks[-1][1] == plan["duration"]
+    assert summary_value(stdout, "completed") == str(len(chunks))
+    assert len(a.started()) + len(b.started()) - sent_before == len(chunks)
+    # every cut is in a pause of the VAD's speech
+    speech = find_speech(read_16k(folder / "call.wav"))
+    for (_, cut), (start, _) in zip(chunks, chunks[1:], strict=False):
+        assert cut == start and not any(s < cut < e for s, e in speech), (cut, speech)
+
+    result = json.loads((out / "call.wav.json").read_text())
+    segments = result["segments"]
+    assert [s["id"] for s in segments] == list(range(len(segments)))
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts) and 0 <= starts[0]
+    assert all(s["start"] <= s["end"] <= result["duration"] for s in segments)
+    assert result["duration"] == pytest.approx(plan["duration"])
+    labels = {s["id"] for s in result["speakers"]}
+    assert all(s["speaker"] in labels for s in segments)
+    assert all(t["speaker"] in labels for t in result["speaker_turns"])
+    assert result["detected_language"] == "en"
+    assert (out / "call.wav.srt").read_text() == result["srt"]
+    assert result["srt"].count(" --> ") == len(segments)
+    assert result["input_sha256"] == hashlib.sha256((folder / "call.wav").read_bytes()).hexdigest()
+    assert "speaker_embeddings" not in result  # forced for the chunks, not asked for here
+    assert {c["index"] for c in result["split"]["chunks"]} == set(range(len(chunks)))
+    # the same voice has the same label across chunks: a word's label against the reference
+    # speaker at its middle (where one person speaks); the best one-to-one mapping of labels
+    # to reference speakers covers most words (swapped labels in a chunk would halve it)
+    reference = _reference_turns([0.0, second])
+    pairs = []
+    for w in (w for s in segments for w in s.get("words", []) if w.get("start") is not None):
+        middle = (w["start"] + w["end"]) / 2
+        who = {spk for s, e, spk in reference if s <= middle <= e}
+        if len(who) == 1 and w.get("speaker"):
+            pairs.append((w["speaker"], who.pop()))
+    counts = Counter(pairs)
+    best = max(counts[(x, "speaker90")] + counts[(y, "speaker91")]
+               for x in labels for y in labels if x != y)
+    assert len(pairs) > 100 and best / len(pairs) >= 0.8, counts
+
+    # A rerun sends nothing; without the merged result, it merges again from the chunks'
+    rc, stdout, _ = finish(client(*args))
+    assert rc == 0 and "0 merged, 1 done before" in stdout
+    (out / "call.wav.json").unlink()
+    rc, stdout, stderr = finish(client(*args))
+    assert rc == 0, stdout + stderr
+    assert summary_value(stdout, "skipped (done before)") == str(len(chunks))
+    assert len(a.started()) + len(b.started()) - sent_before == len(chunks)
+    assert json.loads((out / "call.wav.json").read_text()) == result
+
+
+def test_split_needs_a_folder_and_positive_minutes(tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("https://example.com/a.mp3\n")
+    for extra, message in ((["--urls", str(urls), "--split", "10"], "--split needs --folder"),
+                           (["--folder", str(tmp_path), "--split", "0"],
+                            "--split: got 0, expected a positive number of minutes")):
+        rc, _, stderr = finish(client(*extra, "--url", UNREACHABLE, "--out",
+                                      str(tmp_path / "out")))
+        assert rc == 2 and message in stderr, stderr
+
+
 # -- without workers ------------------------------------------------------------------------
-
-UNREACHABLE = "http://127.0.0.1:9"
-
 
 def test_a_file_too_big_to_inline_is_not_sent(tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:

@@ -3,6 +3,7 @@
     whisperx-client --folder episodes/ --endpoint $ENDPOINT_ID --params params.json --out out/
     whisperx-client --urls urls.txt --url http://127.0.0.1:8001 --url http://127.0.0.1:8002 \\
         --out out/
+    whisperx-client --folder long/ --split 10 --endpoint $ENDPOINT_ID --out out/  # fan out
 
 Exit status: 0 when every input has a result, 1 when some failed, 2 when the run could not
 start or had to stop (bad arguments, a refused API key, no target reachable).
@@ -20,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from . import sources
-from .runner import Options, Runner, summary
+from .runner import Options, Runner, Tally, summary
 from .store import Busy, Store
 from .targets import Fatal, HttpTarget, Pool, RunPodTarget
 
@@ -84,6 +85,17 @@ def parser() -> argparse.ArgumentParser:
                    help="don't check --params against this client's parameter table (for an "
                         "endpoint running a newer worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp = p.add_argument_group("one long file across workers (--folder only)")
+    sp.add_argument("--split", type=float, metavar="MINUTES",
+                    help="cut each file at pauses into chunks of about MINUTES, send them as "
+                         "separate jobs, merge the results (speakers linked across chunks)")
+    sp.add_argument("--split-codec", choices=("flac", "opus"), default="flac",
+                    help="how chunks are sent: flac (lossless, ~1 MB a minute) or opus "
+                         "(48 kbit/s, ~0.36 MB a minute: long chunks under RunPod's 10 MB)")
+    sp.add_argument("--split-link-threshold", type=float, metavar="COSINE",
+                    help="lowest cosine similarity of two chunks' speaker embeddings that "
+                         "makes them one speaker (default: the job's speaker_match_threshold, "
+                         "0.72)")
     return p
 
 
@@ -147,6 +159,8 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
         options = Options(params=params, concurrency=args.concurrency, retries=args.retries,
                           job_timeout_s=args.job_timeout, max_inline_mb=args.max_inline_mb,
                           retry_failed=args.retry_failed, progress=not args.no_progress)
+        if args.split:
+            return await _run_split(args, items, options, pool, store, session)
         runner = Runner(items, pool, store, options, session)
         tally = await runner.run()
     store.write_failures(tally.failures)
@@ -154,6 +168,53 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
     if tally.stopped:
         return 2
     return 1 if tally.failed else 0
+
+
+async def _run_split(args: argparse.Namespace, items: list[sources.Item], options: Options,
+                     pool: Pool, store: Store, session: aiohttp.ClientSession) -> int:
+    """Each file cut into chunk jobs (the runner sends them: concurrency, retries and resume
+    as for files), then each file whose chunks all have results merged."""
+    from worker.errors import AudioError
+
+    from .splitter import Settings, Splitter
+
+    splitter = Splitter(store, options.params, Settings(args.split, args.split_codec,
+                                                        args.split_link_threshold))
+    prepared, failures, skipped = [], [], 0
+    for item in items:
+        try:
+            ready = await asyncio.to_thread(splitter.prepare, item)
+        except AudioError as exc:  # the worker's own message for a file that doesn't decode
+            failures.append({"input": item.name, "key": item.key(), "kind": "input_error",
+                             "error": str(exc), "attempts": 0, "history": []})
+            print(f"failed {item.name}: {exc}", file=sys.stderr, flush=True)
+            continue
+        if ready is None:
+            skipped += 1
+        else:
+            prepared.append(ready)
+    chunks = [c for p in prepared for c in p.items]
+    # speakers are linked across chunks by their embeddings: every chunk job returns them
+    chunk_options = Options(**{**vars(options), "params": {
+        **options.params, "return_speaker_embeddings": True}})
+    tally = await Runner(chunks, pool, store, chunk_options, session).run() if chunks else Tally()
+    merged = 0
+    for ready in prepared:
+        why = await asyncio.to_thread(splitter.merge, ready)
+        if why is None:
+            merged += 1
+        else:
+            failures.append({"input": ready.item.name, "key": ready.key, "kind": "not_merged",
+                             "error": f"{ready.item.name}: {why}", "attempts": 0,
+                             "history": []})
+    tally.failures += failures
+    store.write_failures(tally.failures)
+    print(summary(tally, pool, str(store.folder)), flush=True)
+    print(f"split: {len(items)} files, {len(chunks)} chunks; {merged} merged, {skipped} done "
+          f"before, {len(failures)} not merged", flush=True)
+    if tally.stopped:
+        return 2
+    return 1 if tally.failed or failures else 0
 
 
 def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
@@ -165,6 +226,17 @@ def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
 
     s3 = boto3.client("s3", endpoint_url=args.s3_endpoint_url)
     return sources.from_s3(args.s3, s3, args.url_expiry)
+
+
+def import_split_check() -> None:
+    try:
+        import whisperx  # noqa: F401
+
+        import rp_schema  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"--split decodes and cuts files with the worker's own code, which "
+                         f"is not installed here ({exc}); install the project, not only the "
+                         "client.") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,13 +254,24 @@ def main(argv: list[str] | None = None) -> int:
             parser().error(f"--{name}: got {getattr(args, name)}, expected "
                            f"{'a positive' if name == 'concurrency' else 'a non-negative'} "
                            "integer.")
+    if args.split is not None and not args.split > 0:
+        parser().error(f"--split: got {args.split:g}, expected a positive number of minutes "
+                       "(e.g. --split 10).")
+    if args.split and not args.folder:
+        parser().error("--split needs --folder: the client decodes each file itself to cut it "
+                       "at pauses. Download the files and pass --folder, or send them whole.")
     for url in args.url or []:
         if not url.startswith(("http://", "https://")):
             parser().error(f"--url {url!r}: expected a base URL like http://127.0.0.1:8000.")
     try:
         params = load_params(args.params, not args.skip_params_check)
         items, other = _items(args)
-        store = Store(args.out, params)
+        if args.split:
+            import_split_check()
+        # split results differ from whole-file ones: a rerun must not take one for the other
+        store = Store(args.out, params if not args.split else {
+            **params, "client_split": {"minutes": args.split, "codec": args.split_codec,
+                                       "link_threshold": args.split_link_threshold}})
     except (UsageError, sources.SourceError, Busy) as exc:
         print(f"whisperx-client: {exc}", file=sys.stderr)
         return 2

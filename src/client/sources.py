@@ -34,19 +34,23 @@ class Item:
     (no query strings: a presigned URL's signature is a credential)."""
 
     name: str
-    kind: str  # "file", "url" or "s3"
+    kind: str  # "file", "url", "s3", or "chunk" (a piece of a file cut by --split)
     path: Path | None = None
     url: str | None = None
     size: int | None = None
     presign: Callable[[], str] | None = None  # s3: a fresh GET URL per attempt
     s3_id: str | None = None  # s3: bucket, key and ETag (a changed object is a new input)
     sha256: str | None = field(default=None, repr=False)
+    chunk_key: str | None = None  # chunk: its file's sha256 and where it was cut
 
     def key(self) -> str:
         """What a rerun recognises this input by. Files must be hashed first (`hash_file`)."""
         if self.kind == "file":
             assert self.sha256, "hash_file() first"
             return f"sha256:{self.sha256}"
+        if self.kind == "chunk":
+            assert self.chunk_key
+            return self.chunk_key
         if self.kind == "url":
             # The URL itself may carry a token: the index keeps its hash only.
             return "url:" + hashlib.sha256(str(self.url).encode()).hexdigest()
@@ -62,7 +66,7 @@ class Item:
 
     def audio_field(self) -> dict[str, Any]:
         """The request's audio: the file's bytes as base64, or a URL the worker downloads."""
-        if self.kind == "file":
+        if self.kind in ("file", "chunk"):
             assert self.path is not None
             return {"audio_base64": base64.b64encode(self.path.read_bytes()).decode("ascii")}
         if self.kind == "s3":
@@ -72,13 +76,18 @@ class Item:
 
     def too_big(self, max_payload_mb: float, params_bytes: int) -> str | None:
         """Why this file can't be sent inline, or None. base64 makes it 4/3 as big."""
-        if self.kind != "file" or self.size is None:
+        if self.kind not in ("file", "chunk") or self.size is None:
             return None
         payload = 4 * math.ceil(self.size / 3) + params_bytes + 200
         limit = max_payload_mb * 1e6
         if payload <= limit:
             return None
         largest = (limit - params_bytes - 200) * 3 / 4 / 1e6
+        if self.kind == "chunk":
+            return (f"{self.name}: {self.size / 1e6:.1f} MB is too big to send inline (as "
+                    f"base64 the request is {payload / 1e6:.1f} MB, over --max-inline-mb "
+                    f"{max_payload_mb:g}; chunks up to {largest:.1f} MB fit). Pass a smaller "
+                    "--split, or --split-codec opus (about 0.36 MB a minute).")
         return (f"{self.name}: {self.size / 1e6:.1f} MB is too big to send inline (as base64 "
                 f"the request is {payload / 1e6:.1f} MB, over --max-inline-mb "
                 f"{max_payload_mb:g}; files up to {largest:.1f} MB fit). Put the files where "
