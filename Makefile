@@ -3,7 +3,7 @@ LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=sample
 # `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
 REQUEST ?= test_input.json
 
-.PHONY: run test lint soak bench stream-bench diarization-bench transcript-der-bench split-bench \
+.PHONY: run test test-fast lint soak bench stream-bench diarization-bench transcript-der-bench split-bench \
 	image-check
 
 run:
@@ -14,6 +14,11 @@ test:
 	scripts/setup.sh --test
 	$(MAKE) lint
 	.venv/bin/python -m pytest
+
+# The unit tests of every stage, no whole jobs: a quick check while changing one package.
+test-fast:
+	scripts/setup.sh --test
+	.venv/bin/python -m pytest -q -m "not job and not slow"
 
 lint:
 	.venv/bin/ruff check src tests scripts

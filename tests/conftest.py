@@ -3,6 +3,7 @@ small real models fetched by scripts/setup.sh, and a way to run jobs through the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.server
@@ -12,8 +13,11 @@ import platform
 import random
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import jiwer
 import numpy as np
 import pytest
+import requests
 import soundfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +128,20 @@ def pytest_configure(config: pytest.Config) -> None:
     # not reseed a model that has sampled already. A draw then depends on every draw before
     # it in the session (the tests run before), as well as on the CPU's float results.
     ctranslate2.set_random_seed(TEST_SEED)
+
+
+# What makes a test a whole job (or a worker process): `make test-fast` leaves these out.
+JOB_FIXTURES = {"run_job", "api", "compat_api", "workers", "streamed"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks `job` every test under tests/e2e/ and every test that runs a whole job or starts
+    a worker; the rest are unit tests of one stage (`make test-fast`: -m "not job and not
+    slow")."""
+    e2e = ROOT / "tests" / "e2e"
+    for item in items:
+        if e2e in item.path.parents or JOB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.job)
 
 
 @pytest.fixture(autouse=True)
@@ -338,3 +357,90 @@ class Conversation:
         for a, b, speaker in self.turns:
             annotation[Segment(a, b)] = speaker
         return annotation
+
+
+# --- the worker as a process: runpod's local API on loopback ----------------------------------
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment a worker or client process gets: the test worker's, without the
+    developer's settings."""
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    return env | WORKER_ENV | {"LOCAL_INPUT_DIR": str(ROOT / "samples")} | extra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_api(log: Path, **env: str) -> Iterator[str]:
+    """runpod's local API server (`--rp_serve_api`) on a free loopback port; yields its URL.
+    Its output goes to `log`: an unread pipe would fill up and block the server."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+             "--rp_api_port", str(port)],
+            cwd=ROOT, env=process_env(**env), stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                requests.get(f"{url}/docs", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            proc.kill()
+            pytest.fail(f"API server did not start:\n{log.read_text()[-3000:]}")
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with local_api(tmp_path_factory.mktemp("api") / "server.log") as url:
+        yield url
+
+
+# --- a tiny MADLAD-shaped translation model, built here (no MT weights can be downloaded) -----
+
+WORDS = ("hello there how are you today i am fine thank the weather is good we go home now "
+         "привет как дела хорошо спасибо hallo wie geht es dir").split()
+LANG_TOKENS = ("<2en>", "<2de>", "<2ru>", "<2fr>")
+
+
+def build_tiny_madlad(root: Path) -> Path:
+    import ctranslate2
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {t: i for i, t in enumerate(
+        ("<pad>", "</s>", "<unk>", *LANG_TOKENS, ".", "?", ",", *WORDS))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+        additional_special_tokens=list(LANG_TOKENS))
+    source = root / "hf"
+    fast.save_pretrained(source)
+    transformers.set_seed(0)
+    config = transformers.T5Config(
+        vocab_size=len(fast), d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    transformers.T5ForConditionalGeneration(config).save_pretrained(source)
+    target = root / "tiny-madlad"
+    ctranslate2.converters.TransformersConverter(
+        str(source), copy_files=["tokenizer.json", "tokenizer_config.json",
+                                 "special_tokens_map.json"],
+    ).convert(str(target), force=True)
+    return target

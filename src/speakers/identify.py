@@ -6,9 +6,8 @@ speech found by Silero VAD, and embedded with the diarization backend's own spea
 model, so that it lives in the same space as the speakers' centroid embeddings. Names are
 assigned one-to-one (Hungarian) where the cosine similarity reaches the threshold.
 
-pyannote.audio keeps a pipeline's embedding model in the private `_embedding` attribute
-(`PretrainedSpeakerEmbedding`: (batch, 1, samples) tensor -> (batch, dim) numpy); that is the
-one place this module reaches inside a library (pinned by tests/test_speaker_id.py).
+A pyannote pipeline's embedding model (`PretrainedSpeakerEmbedding`: (batch, 1, samples)
+tensor -> (batch, dim) numpy) is private to pyannote: worker/compat/pyannote.py reaches it.
 """
 
 from __future__ import annotations

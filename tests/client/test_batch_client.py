@@ -21,11 +21,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from client_runs import PARAMS, client, finish, index, summary_value
 
 from client import cli
-from conftest import english_prompts, wer
-from test_api import free_port, local_api
-from test_bulk_client import PARAMS, client, finish, index, summary_value
+from conftest import english_prompts, free_port, local_api, wer
 
 KEY = "rpa_TESTKEY0123456789secret"
 ENDPOINT = "ep123batch"

@@ -32,7 +32,7 @@ def test_english_speech_is_transcribed(run_job, english_wav, local_file):
 def test_russian_human_speech_is_detected_and_transcribed(run_job, russian_speech, local_file):
     path, reference = russian_speech
     # no fallback: one window (an IVR menu) fails the gzip rule, and a sampled re-decode is a
-    # draw that a WER bound can't hold for (tests/test_decoding.py covers the fallback)
+    # draw that a WER bound can't hold for (tests/asr/test_decoding.py covers the fallback)
     result = run_job({"audio_file": local_file(path), "diarization": False,
                       "align_output": False, "debug": True} | NO_SAMPLING)
     assert "error" not in result, result.get("error")

@@ -14,7 +14,7 @@ import pytest
 
 import run_local
 from conftest import ROOT, WORKER_ENV
-from test_api import worker_env as subprocess_env
+from conftest import process_env as subprocess_env
 
 
 def test_make_run_writes_the_full_result_and_prints_a_summary(

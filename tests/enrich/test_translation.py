@@ -9,43 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODELS
+from conftest import MODELS, build_tiny_madlad
 from enrich import translation as mt
 from worker.errors import InputError
-
-WORDS = ("hello there how are you today i am fine thank the weather is good we go home now "
-         "привет как дела хорошо спасибо hallo wie geht es dir").split()
-LANG_TOKENS = ("<2en>", "<2de>", "<2ru>", "<2fr>")
-
-
-def build_tiny_madlad(root: Path) -> Path:
-    import ctranslate2
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    vocab = {t: i for i, t in enumerate(
-        ("<pad>", "</s>", "<unk>", *LANG_TOKENS, ".", "?", ",", *WORDS))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-        additional_special_tokens=list(LANG_TOKENS))
-    source = root / "hf"
-    fast.save_pretrained(source)
-    transformers.set_seed(0)
-    config = transformers.T5Config(
-        vocab_size=len(fast), d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    transformers.T5ForConditionalGeneration(config).save_pretrained(source)
-    target = root / "tiny-madlad"
-    ctranslate2.converters.TransformersConverter(
-        str(source), copy_files=["tokenizer.json", "tokenizer_config.json",
-                                 "special_tokens_map.json"],
-    ).convert(str(target), force=True)
-    return target
 
 
 @pytest.fixture(scope="module")

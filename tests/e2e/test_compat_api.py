@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import MODELS
-from test_api import local_api
+from conftest import MODELS, local_api
 
 
 @pytest.fixture(scope="module")

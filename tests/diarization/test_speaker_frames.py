@@ -12,7 +12,7 @@ import soundfile
 
 import job_options
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "samples" / "sample.wav"
 
 

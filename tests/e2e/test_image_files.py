@@ -160,7 +160,7 @@ def test_non_commercial_translation_model_is_opt_in(tmp_path: Path) -> None:
 def test_translation_and_embedding_models_fetch_and_load_offline(tmp_path: Path) -> None:
     """The image build's model step for the new groups: a tiny CTranslate2 MT model (built as
     in test_translation) and a real sentence-transformers folder, copied and loaded offline."""
-    from test_translation import build_tiny_madlad
+    from conftest import build_tiny_madlad
 
     tiny = build_tiny_madlad(tmp_path / "tiny")
     target = tmp_path / "models"

@@ -1,6 +1,6 @@
 """The pure part of `whisperx-client --split` (client/split.py) on hand-built results: where
 cuts go, offsets, renumbering, speaker linking. The run through real workers is in
-tests/test_bulk_client.py."""
+tests/client/test_bulk_client.py."""
 
 from __future__ import annotations
 

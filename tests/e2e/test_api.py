@@ -4,69 +4,17 @@ test_input.json."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
-from conftest import CLEARED_ENV, NO_SAMPLING, ROOT, WORKER_ENV
+from conftest import NO_SAMPLING, ROOT, local_api, process_env
 
 SAMPLE_JOB = {"audio_file": "sample.wav", "diarization": False, "align_output": False}
-
-
-def worker_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
-    return env | WORKER_ENV | {"LOCAL_INPUT_DIR": str(ROOT / "samples")} | extra
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_api(log: Path, **env: str) -> Iterator[str]:
-    """runpod's local API server (`--rp_serve_api`) on a free loopback port; yields its URL.
-    Its output goes to `log`: an unread pipe would fill up and block the server."""
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-             "--rp_api_port", str(port)],
-            cwd=ROOT, env=worker_env(**env), stdout=out, stderr=subprocess.STDOUT, text=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                requests.get(f"{url}/docs", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            proc.kill()
-            pytest.fail(f"API server did not start:\n{log.read_text()[-3000:]}")
-        try:
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def api(assets_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with local_api(tmp_path_factory.mktemp("api") / "server.log") as url:
-        yield url
 
 
 def test_runsync_transcribes(api: str) -> None:
@@ -105,7 +53,7 @@ def test_bad_request_fails_cleanly_and_server_keeps_serving(api: str) -> None:
 def test_handler_runs_test_input_json() -> None:
     """What `make run` does: runpod's local test mode on test_input.json, exit 0 on success."""
     proc = subprocess.run(
-        [sys.executable, "src/handler.py"], cwd=ROOT, env=worker_env(), capture_output=True,
+        [sys.executable, "src/handler.py"], cwd=ROOT, env=process_env(), capture_output=True,
         text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -141,7 +89,7 @@ def test_runpod_sdk_and_plain_http_get_the_same_full_result(api: str, tmp_path: 
     # the SDK posts to <RUNPOD_ENDPOINT_BASE_URL>/<endpoint id>/runsync
     proc = subprocess.run(
         [sys.executable, str(client), json.dumps(job)], capture_output=True, text=True,
-        timeout=600, env=worker_env(RUNPOD_ENDPOINT_BASE_URL=api, RUNPOD_API_KEY="local-key",
+        timeout=600, env=process_env(RUNPOD_ENDPOINT_BASE_URL=api, RUNPOD_API_KEY="local-key",
                                     ENDPOINT_ID="abc123xyz"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     sdk = json.loads(proc.stdout)

@@ -28,16 +28,14 @@ import numpy as np
 import pytest
 import requests
 import soundfile
+from client_runs import PARAMS, client, finish, index, summary_value
 
 from client import cli
 from client.runner import is_input_error
-from conftest import ROOT, english_prompts, read_16k, wer
-from test_api import free_port, worker_env
+from conftest import ROOT, english_prompts, free_port, process_env, read_16k, wer
 
 UNREACHABLE = "http://127.0.0.1:9"
 # The base model, no diarization or alignment: the client is under test, not the models.
-PARAMS = {"language": "en", "diarization": False, "align_output": False,
-          "output_format": "srt", "upload_results": False}
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AKIACLIENTTEST", "AWS_SECRET_ACCESS_KEY": "client-secret",
            "AWS_DEFAULT_REGION": "us-east-1"}
 RESULTS_BUCKET = "transcripts"
@@ -93,7 +91,7 @@ def workers(assets_ready: None, s3_endpoint: str,
             proc = subprocess.Popen(
                 [sys.executable, "src/handler.py", "--rp_serve_api", "--rp_api_host",
                  "127.0.0.1", "--rp_api_port", str(port)], cwd=ROOT,
-                env=worker_env(CONTAINER_LOG=str(logs / f"container-{i}.txt"), **env),
+                env=process_env(CONTAINER_LOG=str(logs / f"container-{i}.txt"), **env),
                 stdout=out, stderr=subprocess.STDOUT)
             started.append(Worker(f"http://127.0.0.1:{port}", proc, log))
         try:
@@ -113,28 +111,6 @@ def workers(assets_ready: None, s3_endpoint: str,
                 if w.proc.poll() is None:
                     w.proc.terminate()
                     w.proc.wait(timeout=30)
-
-
-def client(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`python -m client ...` as a user runs it (the console script calls the same main)."""
-    return subprocess.Popen([sys.executable, "-m", "client", *args], cwd=ROOT,
-                            env=worker_env(PYTHONPATH=str(ROOT / "src"), **(env or {})),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
-
-
-def summary_value(stdout: str, row: str) -> str:
-    match = re.search(rf"^{re.escape(row)}\s+(.*)$", stdout, re.M)
-    assert match, f"no {row!r} row in the summary:\n{stdout}"
-    return match.group(1)
-
-
-def index(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
 
 
 def kill_while_running_a_job(worker: Worker, proc: subprocess.Popen) -> str:

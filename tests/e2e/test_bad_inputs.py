@@ -13,7 +13,7 @@ import soundfile
 import rp_schema
 from conftest import ffmpeg
 
-GOOD_WAV = Path(__file__).parent.parent / "samples" / "sample.wav"
+GOOD_WAV = Path(__file__).parents[2] / "samples" / "sample.wav"
 
 
 def wrong_type(p: rp_schema.Param) -> object:

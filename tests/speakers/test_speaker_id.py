@@ -13,7 +13,6 @@ import pytest
 import soundfile
 
 from conftest import SAMPLES, ffmpeg
-from test_api import api  # noqa: F401  (the local RunPod API server fixture)
 
 # Turns of the RTTM where one speaker talks alone (speaker90 = "Alice", speaker91 = "Bob").
 REFERENCES = {"Alice": (10.6, 14.4), "Bob": (22.0, 27.8)}
