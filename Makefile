@@ -3,7 +3,7 @@ LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=sample
 # `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
 REQUEST ?= test_input.json
 
-.PHONY: run test lint soak bench diarization-bench transcript-der-bench image-check
+.PHONY: run test lint soak bench diarization-bench transcript-der-bench codeswitch-bench image-check
 
 run:
 	scripts/setup.sh
@@ -38,6 +38,12 @@ diarization-bench:
 transcript-der-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/transcript_der_bench.py --split heldout
+
+# Code-switching (multilingual): WER against each turn transcribed alone, turns with the right
+# language, one-language cost of the mode (docs/decoding.md#multilingual).
+codeswitch-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/codeswitch_bench.py --split heldout
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see docs/image.md.
 image-check:

@@ -403,7 +403,7 @@ class ThresholdedWhisperModel(WhisperModel):
                       options: TranscriptionOptions) -> list[tuple[str, float]] | None:
         """multilingual: each row's top language and its probability, from the batch's encoder
         output (faster-whisper 1.2's batched rule); None when the job has one language."""
-        if not options.multilingual or not tokenizer.is_multilingual:
+        if not options.multilingual or tokenizer.language is None:  # an English-only model
             return None
         return [(ranked[0][0][2:-2], float(ranked[0][1]))
                 for ranked in self.model.detect_language(encoder_output)]
