@@ -3,8 +3,8 @@ LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=sample
 # `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
 REQUEST ?= test_input.json
 
-.PHONY: run test test-fast lint soak bench stream-bench diarization-bench transcript-der-bench split-bench \
-	image-check
+.PHONY: run test test-fast lint soak bench stream-bench diarization-bench transcript-der-bench \
+	codeswitch-bench split-bench image-check
 
 run:
 	scripts/setup.sh
@@ -56,6 +56,12 @@ transcript-der-bench:
 split-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/split_bench.py
+
+# Code-switching (multilingual): WER against each turn transcribed alone, turns with the right
+# language, one-language cost of the mode (docs/decoding.md#multilingual).
+codeswitch-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/codeswitch_bench.py --split heldout
 
 # Builds and runs the images for real with buildah (root, ~30 GB, ~11 min); see docs/image.md.
 image-check:

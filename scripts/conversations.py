@@ -12,6 +12,8 @@ even, `heldout` (report / assert on) the odd ones and other seeds. pyannote's sa
 from __future__ import annotations
 
 import argparse
+import gzip
+import re
 import subprocess
 import zlib
 from dataclasses import dataclass, field
@@ -193,6 +195,69 @@ def conversation(condition: str, index: int, split: str, duration: float = DURAT
     track = track[:end]
     track += rng.normal(0, 1e-3, len(track)).astype("float32")  # a quiet room, not digital zero
     return Mix(f"{split}-{condition}-{index}", np.clip(track, -1, 1), sorted(turns))
+
+
+# Voices whose prompts have a published transcript (the core-sounds packages' text files): the
+# code-switched set (codeswitched()) is scored by WER, so only these speak in it.
+TRANSCRIPTS = {
+    "en-allison": Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"),
+    "ru-ivrvoice": Path("/usr/share/doc/asterisk-core-sounds-ru/core-sounds-ru.txt.gz"),
+}
+
+
+@cache
+def said(voice: str, split: str) -> tuple[tuple[Path, str], ...]:
+    """The voice's prompts in `split` with their transcripts: whole sentences of 3+ words
+    without digits (Whisper may write a number either way) or bracketed notes."""
+    with gzip.open(TRANSCRIPTS[voice], "rt", encoding="utf-8") as f:
+        texts = dict(line.strip().split(": ", 1) for line in f if re.match(r"^[\w-]+: ", line))
+    return tuple((p, texts[p.stem].strip()) for p in prompts(voice, split)
+                 if p.stem in texts and len(texts[p.stem].split()) >= 3
+                 and not re.search(r"[\d\[\]<>]", texts[p.stem]))
+
+
+@dataclass
+class Turn:
+    start: float
+    end: float
+    voice: str
+    language: str
+    text: str
+    audio: np.ndarray = field(repr=False)
+
+
+def codeswitched(index: int, split: str, voices: tuple[str, str] = ("en-allison", "ru-ivrvoice"),
+                 turns: int = 8) -> tuple[Mix, list[Turn]]:
+    """A two-voice call that switches language at every turn (each voice speaks its own
+    language, one to three whole prompts per turn, 0.15-0.4 s apart; 0.3-1.2 s between turns),
+    with each turn's transcript. Deterministic by seed; `split` as for conversation()."""
+    rng = np.random.default_rng(zlib.crc32(f"{split}/codeswitched/{index}".encode()))
+    order = list(voices) if index % 2 == 0 else list(voices)[::-1]
+    pieces, out, cursor = [], [], 0.0
+    for t in range(turns):
+        voice = order[t % 2]
+        files = said(voice, split)
+        chosen = [files[i] for i in rng.choice(len(files), size=int(rng.integers(1, 4)),
+                                                  replace=False)]
+        audio_parts = []
+        for k, (path, _) in enumerate(chosen):
+            if k:
+                audio_parts.append(np.zeros(int(rng.uniform(0.15, 0.4) * RATE), "float32"))
+            audio_parts.append(_utterance(path, VOICES[voice][1])[0])
+        audio = np.concatenate(audio_parts)
+        if t:
+            gap = rng.uniform(0.3, 1.2)
+            pieces.append(np.zeros(int(gap * RATE), "float32"))
+            cursor += gap
+        out.append(Turn(cursor, cursor + len(audio) / RATE, voice, VOICES[voice][2],
+                        " ".join(text for _, text in chosen), audio))
+        pieces.append(audio)
+        cursor += len(audio) / RATE
+    track = np.concatenate([*pieces, np.zeros(RATE // 4, "float32")])
+    track += rng.normal(0, 1e-3, len(track)).astype("float32")  # a quiet room
+    mix = Mix(f"{split}-codeswitched-{index}", np.clip(track, -1, 1),
+              [(t.start, t.end, t.voice) for t in out])
+    return mix, out
 
 
 def dataset(split: str, per_condition: int = 4) -> list[tuple[str, Mix]]:

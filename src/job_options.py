@@ -42,13 +42,17 @@ def build(job: JobInput, warnings: list[str]) -> JobOptions:
     if wants_words and not aligns:
         warnings.append("word alignment is skipped for task=translate: the English text is not "
                         "what is spoken in the audio.")
+    if job.multilingual and job.language:
+        warnings.append(f"language {job.language!r} is not used: multilingual detects each "
+                        "speech window's language (faster-whisper's rule); leave language "
+                        "null, or set multilingual to false to transcribe in one language.")
     identify = bool(job.speaker_samples) and job.speaker_verification is not False
     if job.speaker_samples and not identify:
         warnings.append("speaker_samples are ignored: speaker_verification is false.")
     return JobOptions(
         vad=vad_options(job),
         language=LanguageOptions(job.language, job.language_detection_max_tries,
-                                 job.language_detection_min_prob),
+                                 job.language_detection_min_prob, job.multilingual),
         asr=asr_options(job),
         align=AlignOptions(job.align_model, job.interpolate_method, job.return_char_alignments,
                            job.batch_size) if aligns else None,
@@ -88,7 +92,7 @@ def asr_options(job: JobInput) -> AsrOptions:
         initial_prompt=job.initial_prompt, hotwords=job.hotwords,
         suppress_tokens=tuple(int(t) for t in job.suppress_tokens.split(",") if t.strip()),
         suppress_numerals=job.suppress_numerals, chunk_size=job.chunk_size,
-        batch_size=job.batch_size)
+        batch_size=job.batch_size, multilingual=job.multilingual)
 
 
 def diarize_options(job: JobInput) -> DiarizeOptions:

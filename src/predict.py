@@ -79,6 +79,8 @@ def predict(
         transcript = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
                                     job.task, warnings, score_tokens=opts.align is not None,
                                     on_segments=partial)
+    if opts.asr.multilingual:  # the language with the most speech, for one-field clients
+        language = asr.spoken_language(transcript, language)
     english = None
     if job.translate:
         with timings.stage("translation"):

@@ -120,6 +120,11 @@ PARAMS: tuple[Param, ...] = (
     P("language_detection_max_tries", int, 3, "How many of the first speech windows detection "
       "may look at; if none is confident, the majority language wins. No speech: 'en', with a "
       "warning.", "language", ge=1, le=20),
+    P("multilingual", bool, False, "Code-switching: detect the language of every speech "
+      "window (from the encoder pass the batch runs anyway) and decode each in its own "
+      "language; windows that mix languages are cut at their pauses. Each segment carries "
+      "its `language`; `detected_language` is the language with the most speech. "
+      "faster-whisper's name.", "language"),
     P("task", str, "transcribe", "transcribe, or translate (into English).", "language",
       choices=("transcribe", "translate")),
     P("translate", bool, False, "Official-worker compatible: also return an English "
@@ -367,6 +372,7 @@ class JobInput:
     language: str | None = None
     language_detection_min_prob: float = 0.5
     language_detection_max_tries: int = 3
+    multilingual: bool = False
     task: Literal['transcribe', 'translate'] = 'transcribe'
     translate: bool = False
     batch_size: int = 32

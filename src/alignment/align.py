@@ -43,11 +43,16 @@ class AlignOptions:
     batch_size: int  # windows per pass of the Whisper fallback
 
 
+Method = Literal["wav2vec2", "whisper", "none"]  # whisper: cross-attention; none: no text
+
+
 @dataclass(frozen=True)
 class Aligned:
     segments: list[Segment]
-    method: Literal["wav2vec2", "whisper", "none"]  # whisper: cross-attention; none: no text
+    method: Method  # the job's language's
     model: str | None
+    # multilingual: each language's method ("whisper") or wav2vec2 model, when several
+    by_language: dict[str, str] | None = None
 
 
 def default_align_model(language: str) -> str | None:
@@ -85,17 +90,51 @@ def align(
     segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
     whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
 ) -> Aligned:
+    """Each language's segments (`language`, else the job's) with that language's aligner."""
     try:
-        return _align(segments, audio, language, options, whisper, task, speech, warnings)
+        groups: dict[str, list[Segment]] = {}
+        for s in segments:
+            groups.setdefault(s.get("language") or language, []).append(s)
+        if len(groups) <= 1:
+            return _align(segments, audio, next(iter(groups), language), options, whisper,
+                          task, speech, warnings)
+        return _align_languages(groups, audio, language, options, whisper, task, speech,
+                                warnings)
     finally:
         if whisper.device == "cuda":  # torch stage: give its cached GPU blocks back
             gpu_faults.free_memory()
 
 
+def _align_languages(
+    groups: dict[str, list[Segment]], audio: np.ndarray, language: str, options: AlignOptions,
+    whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
+) -> Aligned:
+    """Several languages (multilingual): one pass per language, the segments back in time
+    order; the languages without a wav2vec2 model named in one warning."""
+    choices = {code: choose(options.model if code == language else None, code)
+               for code in groups}
+    missing = sorted(code for code, c in choices.items() if c.unavailable is not None)
+    if missing:
+        warnings.append(
+            f"no alignment model in this image for language(s) {', '.join(missing)}; their "
+            "segments' word timings come from Whisper's cross-attention (bake them with the "
+            "image's ALIGN_LANGUAGES, or set align_model for the main language).")
+    done = {code: _align(members, audio, code, options, whisper, task, speech, warnings,
+                         choices[code]) for code, members in groups.items()}
+    out = [cast(Segment, s | {"language": code}) for code, a in done.items()
+           for s in a.segments]
+    out.sort(key=lambda s: (s.get("start") is None, s.get("start") or 0.0))
+    main = done.get(language) or next(iter(done.values()))
+    return Aligned(out, main.method, main.model,
+                   {code: a.model or a.method for code, a in done.items()})
+
+
 def _align(
     segments: list[Segment], audio: np.ndarray, language: str, options: AlignOptions,
     whisper: Loaded, task: Task, speech: list[tuple[float, float]], warnings: list[str],
+    choice: Choice | None = None,
 ) -> Aligned:
+    """One language's segments; `choice` given: its unavailability was already warned of."""
     if not segments:
         return Aligned(segments, "none", None)
     use_nltk_data()  # whisperx splits sentences with punkt_tab
@@ -105,9 +144,11 @@ def _align(
                                      options.batch_size)
         return Aligned(timed, "whisper", None)
 
-    choice = choose(options.model, language)
+    if choice is None:
+        choice = choose(options.model, language)
+        if choice.unavailable is not None:
+            warnings.append(choice.unavailable)
     if choice.unavailable is not None:
-        warnings.append(choice.unavailable)
         return fallback()
     name = choice.name
     try:

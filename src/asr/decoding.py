@@ -39,6 +39,13 @@ only the cumulative score of a beam. So one teacher-forced decoder pass over the
 here without the DTW) gives them: the model's probability of each token given the audio, the
 prompt and the tokens before it, over the text vocabulary. All tokens at once, not step by
 step: ~6% of the transcription time of a batch on CPU (base int8).
+
+With `multilingual` (faster-whisper 1.2's `generate_segment_batched`), each window's language is
+detected from the batch's encoder output (ctranslate2's `detect_language` takes it: one decoder
+step per row, no second encoder pass) and each row is decoded with its own language token in
+the same `generate` call; its fallback re-decodes keep that prompt. A window whose top language
+is less sure than `MIXED_BELOW` and that holds a pause (`DecodeStats.cuttable`) is not decoded:
+it is marked `mixed`, and transcription.py cuts it at its pauses (docs/decoding.md#multilingual).
 """
 
 from __future__ import annotations
@@ -72,6 +79,10 @@ STABLE_SIMILARITY = 0.9
 # Sampling above temperature 0 draws from the whole distribution (faster-whisper's top-k 0).
 # Tests set 1 (greedy: every sample the same) where what they check must not depend on a draw.
 SAMPLING_TOPK = 0
+# multilingual: a window whose top language is less sure than this mixes languages (Whisper's
+# detector gives a one-language 30 s window >= 0.95; one holding two languages shares the mass
+# between them). Chosen on the dev split of scripts/codeswitch_bench.py, see docs/decoding.md.
+MIXED_BELOW = 0.9
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,9 @@ class WindowResult:
     temperature: float
     silent: bool = False
     token_logprobs: tuple[float, ...] = ()  # one per token, when scored (module docstring)
+    language: str | None = None  # the window's detected language (multilingual), else None
+    language_probability: float | None = None  # the detector's probability of `language`
+    mixed: bool = False  # not decoded: it mixes languages and is cut at its pauses
 
 
 @dataclass
@@ -96,6 +110,7 @@ class Pending:
     tries: list[WindowResult]
     features: np.ndarray  # its log-mel window, re-encoded only when `encoded` is None
     encoded: Any  # its row of the encoder output (numpy on CPU, torch on CUDA), or None
+    prompt: list[int] | None = None  # its own (its language's), else the batch's
 
 
 @dataclass
@@ -110,6 +125,10 @@ class DecodeStats:
     queue: list[Pending] = field(default_factory=list, repr=False)  # see rule 2
     batch_size: int = 0  # the job's batch_size (else the largest batch seen)
     score_tokens: bool = False  # give every window's tokens their log-probabilities
+    # multilingual: the windows (index in the job's order) with a pause inside, which are cut
+    # there instead of decoded when their language is unsure (MIXED_BELOW)
+    cuttable: set[int] = field(default_factory=set)
+    mixed: int = 0  # windows not decoded as they mix languages (cut by transcription.py)
     # what the queued windows were decoded with (whisperx resets its options after the job)
     context: tuple[list[int], Tokenizer, TranscriptionOptions] | None = field(
         default=None, repr=False)
@@ -191,24 +210,51 @@ class ThresholdedWhisperModel(WhisperModel):
         job = decode_stats.get()
         stats = job or DecodeStats()
         stats.batch_size = max(stats.batch_size, len(features))
-        first = self.decode(encoder_output, prompt, tokenizer, options, options.temperatures[0])
-        failing = [i for i, r in enumerate(first)
-                   if len(options.temperatures) > 1 and needs_fallback(r, options)]
-        if stats.score_tokens:  # the failing ones once their fallback has chosen
-            first = self.scored(encoder_output, features, prompt, tokenizer, first,
-                                [i for i in range(len(first)) if i not in failing])
-        copies = self.row_copies(encoder_output, failing) if failing else None
-        if failing:
-            stats.context = (prompt, tokenizer, options)
-        for i, r in enumerate(first):
-            if i in failing:  # its first try stands in until the fallback replaces it
-                row = copies[failing.index(i)] if copies is not None else None
-                stats.queue.append(Pending(len(stats.results), [r], features[i].copy(), row))
-                stats.results.append(r)
+        count = len(features)
+        languages = self.row_languages(encoder_output, tokenizer, options)
+        prompts = ([self.with_language(prompt, tokenizer, code) for code, _ in languages]
+                   if languages else [prompt] * count)
+        mixed = [i for i, (_, p) in enumerate(languages or [])
+                 if p < MIXED_BELOW and stats.windows + i in stats.cuttable]
+        rows = [i for i in range(count) if i not in mixed]  # the windows decoded here
+        first: list[WindowResult] = []
+        failing: list[int] = []  # positions in `rows`
+        copies = None
+        if rows:
+            encoded, _memory = self.take(encoder_output, features, rows)
+            row_features, row_prompts = features[rows], [prompts[i] for i in rows]
+            first = self.decode(encoded, row_prompts, tokenizer, options,
+                                options.temperatures[0])
+            if languages:
+                first = [replace(r, language=languages[i][0],
+                                 language_probability=round(languages[i][1], 4))
+                         for i, r in zip(rows, first, strict=True)]
+            failing = [k for k, r in enumerate(first)
+                       if len(options.temperatures) > 1 and needs_fallback(r, options)]
+            if stats.score_tokens:  # the failing ones once their fallback has chosen
+                first = self.scored(encoded, row_features, row_prompts, tokenizer, first,
+                                    [k for k in range(len(first)) if k not in failing])
+            copies = self.row_copies(encoded, failing) if failing else None
+            if failing:
+                stats.context = (prompt, tokenizer, options)
+        for i in range(count):
+            if i in mixed:
+                code, p = (languages or [])[i]
+                stats.results.append(WindowResult([], "", 0.0, 0.0, 0.0, 0.0, language=code,
+                                                  language_probability=round(p, 4),
+                                                  mixed=True))
+                continue
+            k = rows.index(i)
+            if k in failing:  # its first try stands in until the fallback replaces it
+                row = copies[failing.index(k)] if copies is not None else None
+                stats.queue.append(Pending(len(stats.results), [first[k]],
+                                           row_features[k].copy(), row, row_prompts[k]))
+                stats.results.append(first[k])
             else:
-                self.record(stats, [r], options)
-        stats.windows += len(first)
+                self.record(stats, [first[k]], options)
+        stats.windows += count
         stats.redecoded += len(failing)
+        stats.mixed += len(mixed)
         size = fallback_batch(stats.batch_size, options)
         while len(stats.queue) >= size:
             self.fallback(stats, stats.queue[:size])
@@ -216,8 +262,8 @@ class ThresholdedWhisperModel(WhisperModel):
         if job is None:  # no job to finish it: this call is the whole job
             self.finish_fallback(stats)
         heap.release()  # the batch's freed decoding memory, else the heap grows with the audio
-        return {"text": [r.text for r in stats.results[-len(first):]],
-                "avg_logprob": [r.avg_logprob for r in stats.results[-len(first):]]}
+        return {"text": [r.text for r in stats.results[-count:]],
+                "avg_logprob": [r.avg_logprob for r in stats.results[-count:]]}
 
     def finish_fallback(self, stats: DecodeStats) -> None:
         """Re-decode the windows still queued when the job's last batch is done."""
@@ -230,28 +276,32 @@ class ThresholdedWhisperModel(WhisperModel):
         """Rules 2-4 for these windows, decoded together at each next temperature."""
         assert stats.context is not None  # set when a window is queued
         prompt, tokenizer, options = stats.context
+        prompts = [p.prompt or prompt for p in queued]
         features = np.stack([p.features for p in queued])
         if all(p.encoded is not None for p in queued):
             encoded, _memory = self.from_rows([p.encoded for p in queued])
         else:
             encoded, _memory = self.encode(features), None
         pending = list(range(len(queued)))
-        limit = token_limit(self.max_length, len(prompt))
+        limit = token_limit(self.max_length, max(len(p) for p in prompts))
         for temperature in options.temperatures[1:]:
             if not pending:
                 break
             rows, _rows_memory = self.take(encoded, features, pending)
             stats.fallback_passes += 1
-            for i, r in zip(pending, self.decode(rows, prompt, tokenizer, options, temperature),
-                            strict=True):
-                queued[i].tries.append(r)
+            decoded = self.decode(rows, [prompts[i] for i in pending], tokenizer, options,
+                                  temperature)
+            for i, r in zip(pending, decoded, strict=True):
+                first = queued[i].tries[0]  # the language detected with it
+                queued[i].tries.append(replace(r, language=first.language,
+                                               language_probability=first.language_probability))
             failing = [i for i in pending if needs_fallback(queued[i].tries[-1], options)]
             pending = [i for i in failing
                        if not is_stable(queued[i].tries[-2], queued[i].tries[-1], limit)]
             stats.stable += len(failing) - len(pending)
         chosen = [self.record(stats, p.tries, options, append=False) for p in queued]
         if stats.score_tokens:
-            chosen = self.scored(encoded, features, prompt, tokenizer, chosen)
+            chosen = self.scored(encoded, features, prompts, tokenizer, chosen)
         for p, result in zip(queued, chosen, strict=True):
             stats.results[p.index] = result
 
@@ -273,20 +323,19 @@ class ThresholdedWhisperModel(WhisperModel):
         return self.get_prompt(tokenizer, previous, without_timestamps=options.without_timestamps,
                                prefix=options.prefix, hotwords=options.hotwords)
 
-    def decode(self, encoder_output: ctranslate2.StorageView, prompt: list[int],
+    def decode(self, encoder_output: ctranslate2.StorageView, prompts: list[list[int]],
                tokenizer: Tokenizer, options: TranscriptionOptions,
                temperature: float) -> list[WindowResult]:
-        """One batched generate at one temperature: beam search at 0, else `best_of` samples
-        (the best one kept), as in faster-whisper's generate_with_fallback."""
+        """One batched generate at one temperature, a prompt per row: beam search at 0, else
+        `best_of` samples (the best one kept), as in faster-whisper's generate_with_fallback."""
         if temperature > 0:
             search = {"beam_size": 1, "num_hypotheses": options.best_of,
                       "sampling_topk": SAMPLING_TOPK,
                       "sampling_temperature": temperature}
         else:
             search = {"beam_size": options.beam_size, "patience": options.patience}
-        batch = encoder_output.shape[0]
         results = self.model.generate(
-            encoder_output, [prompt] * batch, length_penalty=options.length_penalty,
+            encoder_output, prompts, length_penalty=options.length_penalty,
             max_length=self.max_length, suppress_blank=options.suppress_blank,
             suppress_tokens=options.suppress_tokens,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
@@ -305,18 +354,32 @@ class ThresholdedWhisperModel(WhisperModel):
         return out
 
     def scored(self, encoder_output: ctranslate2.StorageView, features: np.ndarray,
-               prompt: list[int], tokenizer: Tokenizer, results: list[WindowResult],
+               prompts: list[list[int]], tokenizer: Tokenizer, results: list[WindowResult],
                only: list[int] | None = None) -> list[WindowResult]:
         """The results (those at `only`, else all) with their tokens' log-probabilities
-        (module docstring), from one teacher-forced pass per SCORE_BATCH windows over the
-        decoding prompt."""
+        (module docstring), from one teacher-forced pass per SCORE_BATCH windows of one
+        decoding prompt (ctranslate2 takes one start sequence per pass: one per language)."""
+        out = list(results)
+        rows = [i for i in (range(len(results)) if only is None else only) if results[i].tokens]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in rows:
+            groups.setdefault(tuple(prompts[i]), []).append(i)
+        for prompt, members in groups.items():
+            if not self.score_rows(encoder_output, features, list(prompt), tokenizer, out,
+                                   members):
+                break
+        return out
+
+    def score_rows(self, encoder_output: ctranslate2.StorageView, features: np.ndarray,
+                   prompt: list[int], tokenizer: Tokenizer, out: list[WindowResult],
+                   rows: list[int]) -> bool:
+        """`scored` for rows that share a prompt, in place; False when the model can't."""
         # align() puts <|notimestamps|> after the start sequence itself; what the prompt has
         # after it (a `prefix`) is forced before the text and not scored
         cut = (prompt.index(tokenizer.no_timestamps) if tokenizer.no_timestamps in prompt
                else len(prompt))
         start, forced = prompt[:cut], prompt[cut + 1:]
-        out = list(results)
-        rows = [i for i in (range(len(results)) if only is None else only) if results[i].tokens]
+        results = list(out)
         for first in range(0, len(rows), SCORE_BATCH):
             batch = rows[first: first + SCORE_BATCH]
             encoded, _memory = self.take(encoder_output, features, batch)
@@ -329,11 +392,27 @@ class ThresholdedWhisperModel(WhisperModel):
                     raise
                 log.warning("tokens not scored (segments keep their window's avg_logprob): "
                             "%s", exc)
-                return out
+                return False
             for i, a in zip(batch, aligned, strict=True):
                 probs = a.text_token_probs[len(forced):]
                 out[i] = replace(results[i], token_logprobs=tuple(
                     math.log(max(p, 1e-30)) for p in probs))
+        return True
+
+    def row_languages(self, encoder_output: Any, tokenizer: Tokenizer,
+                      options: TranscriptionOptions) -> list[tuple[str, float]] | None:
+        """multilingual: each row's top language and its probability, from the batch's encoder
+        output (faster-whisper 1.2's batched rule); None when the job has one language."""
+        if not options.multilingual or tokenizer.language is None:  # an English-only model
+            return None
+        return [(ranked[0][0][2:-2], float(ranked[0][1]))
+                for ranked in self.model.detect_language(encoder_output)]
+
+    @staticmethod
+    def with_language(prompt: list[int], tokenizer: Tokenizer, code: str) -> list[int]:
+        """The prompt with its language token replaced by `code`'s."""
+        out = list(prompt)
+        out[prompt.index(tokenizer.language)] = tokenizer.tokenizer.token_to_id(f"<|{code}|>")
         return out
 
     @staticmethod

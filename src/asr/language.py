@@ -11,6 +11,7 @@ from faster_whisper.audio import pad_or_trim
 from worker import SAMPLE_RATE
 
 from .options import LanguageOptions
+from .transcription import Transcript
 from .vad import SpeechWindows
 from .whisper import Loaded
 
@@ -36,11 +37,13 @@ def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
     runs anyway): up to `language_detection_max_tries` of them, stopping at the first whose
     top probability exceeds `language_detection_min_prob`, else the majority language
     (faster-whisper's rule). Cost: one encoder pass per window used, whatever the length."""
-    if options.language:
+    if options.language and not options.multilingual:
         return Language(options.language, None, False)
     model = loaded.model
     if not model.model.is_multilingual:
         return Language("en", None, False)  # *.en models
+    if options.multilingual:  # each window's, while decoding: see spoken_language
+        return Language(NO_SPEECH_LANGUAGE, None, False)
     if not windows.windows:  # nothing but silence/padding to detect on
         warnings.append(f"language detection skipped: no speech; detected_language is "
                         f"'{NO_SPEECH_LANGUAGE}' by default.")
@@ -60,3 +63,19 @@ def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
         prob = max(votes[code])
     log.info("detected language %s (p=%.2f) on %d speech window(s)", code, prob, used)
     return Language(code, float(prob), True, used)
+
+
+def spoken_language(transcript: Transcript, job: Language) -> Language:
+    """multilingual: the job's language is the one with the most speech, its probability the
+    speech-weighted mean of its windows' detections (`job` when nothing was decoded)."""
+    speech = transcript.speech_by_language()
+    if not speech:
+        return job
+    code = next(iter(speech))
+    mine = [w for w in transcript.windows if w.language == code]
+    weights = [w.end - w.start for w in mine]
+    probs = [w.language_probability for w in mine]
+    if any(p is None for p in probs) or not sum(weights):
+        return Language(code, None, True, len(transcript.windows))
+    mean = sum(p * w for p, w in zip(probs, weights, strict=True) if p is not None)
+    return Language(code, round(mean / sum(weights), 4), True, len(transcript.windows))

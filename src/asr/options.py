@@ -26,6 +26,7 @@ class LanguageOptions:
     language: str | None  # given by the caller: no detection
     max_tries: int  # speech windows the detector may look at
     min_prob: float  # a window whose top language is this sure ends the search
+    multilingual: bool = False  # each window's own language, detected while decoding
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class AsrOptions:
     suppress_numerals: bool
     chunk_size: float
     batch_size: int
+    # code-switching: each window decoded in its own detected language (docs/decoding.md)
+    multilingual: bool = False
 
     def faster_whisper(self) -> dict[str, Any]:
         """The fields faster-whisper's TranscriptionOptions takes (whisperx's `asr_options`)."""
@@ -60,4 +63,6 @@ class AsrOptions:
             "initial_prompt": self.initial_prompt, "hotwords": self.hotwords,
             "suppress_tokens": list(self.suppress_tokens),
             "suppress_numerals": self.suppress_numerals,
+            # whisperx defaults it to the model's is_multilingual: always say it
+            "multilingual": self.multilingual,
         }

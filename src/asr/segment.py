@@ -35,3 +35,5 @@ class Segment(TypedDict, total=False):
     avg_logprob: float  # mean log-probability of the segment's tokens
     compression_ratio: float  # gzip ratio of the segment's text
     no_speech_prob: float  # the window's
+    language: str  # the window's: detected for it (multilingual), else the job's
+    language_probability: float  # the detector's, only where detected per window

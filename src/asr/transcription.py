@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ from faster_whisper.tokenizer import Tokenizer
 from worker import gpu_faults
 
 from . import vad
-from .decoding import DecodeStats, WindowResult, decode_stats
+from .decoding import DecodeStats, ThresholdedWhisperModel, WindowResult, decode_stats
 from .options import AsrOptions, Task, VadOptions
 from .segment import Segment
 from .vad import PrecomputedVad, SpeechWindows
@@ -52,6 +52,8 @@ class Window:
     compression_ratio: float
     no_speech_prob: float
     temperature: float
+    language: str  # its own (multilingual), else the job's
+    language_probability: float | None = None  # the detector's, when detected for it alone
 
     def segment(self) -> Segment:
         """The whole window as one segment, with faster-whisper's (Segment) fields."""
@@ -59,7 +61,13 @@ class Window:
                 "tokens": list(self.tokens), "temperature": self.temperature,
                 "avg_logprob": round(self.avg_logprob, 4),
                 "compression_ratio": round(self.compression_ratio, 4),
-                "no_speech_prob": round(self.no_speech_prob, 4)}
+                "no_speech_prob": round(self.no_speech_prob, 4)} | self.language_fields()
+
+    def language_fields(self) -> Segment:
+        """`language` on every segment; `language_probability` where detected per window."""
+        if self.language_probability is None:
+            return {"language": self.language}
+        return {"language": self.language, "language_probability": self.language_probability}
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,14 @@ class Transcript:
     windows: list[Window]  # the decoded windows with text, what segments are cut from
     stats: DecodeStats
     speech: list[tuple[float, float]]  # the job's VAD speech regions (s), see vad.py
+
+    def speech_by_language(self) -> dict[str, float]:
+        """Seconds of VAD speech in each language's windows, most first."""
+        seconds: dict[str, float] = {}
+        for w in self.windows:
+            inside = sum(max(0.0, min(b, w.end) - max(a, w.start)) for a, b in self.speech)
+            seconds[w.language] = seconds.get(w.language, 0.0) + (inside or w.end - w.start)
+        return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
 
     @property
     def segments(self) -> list[Segment]:
@@ -83,6 +99,9 @@ def transcribe(
     `score_tokens`: the job will cut windows into several segments, which then need their
     tokens' own log-probabilities (decoding.py). `on_segments` gets each batch's windows as
     soon as they are decoded (Partials)."""
+    if options.multilingual and not loaded.model.model.is_multilingual:
+        warnings.append("multilingual is ignored: this model knows English only.")
+        options = replace(options, multilingual=False)
     partials = Partials(windows.windows, on_segments) if on_segments else None
     return gpu_faults.retry_on_oom(
         stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
@@ -100,12 +119,25 @@ class Partials:
         self.windows, self.send, self.sent = windows, send, 0
 
     def __call__(self, stats: DecodeStats) -> None:
-        done = min((p.index for p in stats.queue), default=len(stats.results))
-        segments = [Segment(start=round(a, 3), end=round(b, 3), text=r.text.strip())
-                    for (a, b), r in zip(self.windows[self.sent:done],
-                                         stats.results[self.sent:done], strict=True)
-                    if r.text.strip()]
+        """After a batch of the job's windows: those done, up to the first still waiting for
+        a re-decode or to be cut as mixed-language (multilingual)."""
+        results = stats.results[: len(self.windows)]
+        done = min([p.index for p in stats.queue]
+                   + [i for i, r in enumerate(results) if r.mixed] + [len(results)])
+        self._send(list(zip(self.windows[self.sent:done], results[self.sent:done],
+                            strict=True)))
         self.sent = max(self.sent, done)
+
+    def rest(self, done: list[tuple[tuple[float, float], WindowResult]]) -> None:
+        """After every pass: what is not sent yet (cut pieces included), in time order."""
+        after = self.windows[self.sent][0] if self.sent < len(self.windows) else float("inf")
+        self._send(sorted((d for d in done if d[0][0] >= after and not d[1].mixed),
+                          key=lambda d: d[0]))
+        self.sent = len(self.windows)
+
+    def _send(self, done: list[tuple[tuple[float, float], WindowResult]]) -> None:
+        segments = [Segment(start=round(a, 3), end=round(b, 3), text=r.text.strip())
+                    for (a, b), r in done if r.text.strip()]
         if segments:
             self.send(segments)
 
@@ -126,43 +158,92 @@ def decode_windows(
         vad_model=PrecomputedVad(windows),  # the job's windows: its options are not used
         vad_options={"chunk_size": options.chunk_size},
     )
+    if options.multilingual:  # a window with a pause inside may be cut at a language change
+        stats.cuttable = {i for i, w in enumerate(windows.windows)
+                          if len(pieces(w, windows.speech)) > 1}
     token = decode_stats.set(stats)
     try:
-        result = pipeline.transcribe(
-            audio, batch_size=batch_size, language=language, task=task,
-            chunk_size=options.chunk_size,
-            # called per window once its batch is decoded, before the next batch starts
-            progress_callback=partials and (lambda _percent: partials(stats)),
-        )
-        loaded.model.finish_fallback(stats)  # the windows still queued for the fallback
+        done = run_pipeline(pipeline, loaded.model, stats, windows.windows, audio, batch_size,
+                            language, task, options.chunk_size, partials)
+        mixed = [w for w, r in done if r.mixed]
+        if mixed:  # decode their pieces, each in its own language (docs/decoding.md)
+            stats.cuttable = set()
+            cut = [p for w in mixed for p in pieces(w, windows.speech)]
+            done = [d for d in done if not d[1].mixed] + run_pipeline(
+                pipeline, loaded.model, stats, cut, audio, batch_size, language, task,
+                options.chunk_size)
         if partials:
-            partials(stats)
+            partials.rest(done)
     finally:
         decode_stats.reset(token)
     fps = loaded.model.frames_per_second
     tokenizer = Tokenizer(loaded.model.hf_tokenizer, loaded.model.model.is_multilingual,
                           task=task, language=language)
-    decoded = [
-        window(s["start"], s["end"], r, fps, tokenizer.decode)
-        for s, r in zip(result["segments"], stats.results, strict=True)
-        if r.text.strip()
-    ]
+    decoded = [window(start, end, r, fps, tokenizer.decode, language)
+               for (start, end), r in sorted(done, key=lambda d: d[0]) if r.text.strip()]
     log.info(
-        "%s: %d windows, %d re-decoded in %d batched passes (%d stable), %d dropped as silence",
-        task, stats.windows, stats.redecoded, stats.fallback_passes, stats.stable, stats.silent,
+        "%s: %d windows, %d re-decoded in %d batched passes (%d stable), %d dropped as silence, "
+        "%d cut at a language change", task, stats.windows, stats.redecoded,
+        stats.fallback_passes, stats.stable, stats.silent, stats.mixed,
     )
     return Transcript(decoded, stats, windows.speech)
 
 
+def run_pipeline(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeStats,
+                 spans: list[tuple[float, float]], audio: np.ndarray, batch_size: int,
+                 language: str, task: Task, chunk_size: float,
+                 partials: Partials | None = None,
+                 ) -> list[tuple[tuple[float, float], WindowResult]]:
+    """whisperx's pipeline over these windows; each with its result (DecodeStats, in order).
+    `partials` hears of each batch as it is decoded, before the next starts."""
+    first = len(stats.results)
+    pipeline.vad_model = PrecomputedVad(SpeechWindows([], spans, True))
+    result = pipeline.transcribe(audio, batch_size=batch_size, language=language, task=task,
+                                 chunk_size=chunk_size,
+                                 progress_callback=partials and (lambda _: partials(stats)))
+    model.finish_fallback(stats)  # the windows still queued for the fallback
+    return [((s["start"], s["end"]), r)
+            for s, r in zip(result["segments"], stats.results[first:], strict=True)]
+
+
+# multilingual: the shortest piece a mixed window is cut into (s). Whisper's language detector
+# and decoder both need about a second of speech; a shorter stretch joins the neighbour across
+# the shorter pause (a turn change is usually the longer one).
+MIN_PIECE = 1.0
+
+
+def pieces(window: tuple[float, float], speech: list[tuple[float, float]]
+           ) -> list[tuple[float, float]]:
+    """The window cut at its pauses (gaps between its VAD speech regions), no piece shorter
+    than MIN_PIECE s; one piece when it has no pause."""
+    start, end = window
+    spans = [[max(a, start), min(b, end)] for a, b in speech if a < end and b > start]
+    if not spans:
+        return [window]
+    spans[0][0], spans[-1][1] = start, end
+    while len(spans) > 1:
+        shortest = min(range(len(spans)), key=lambda i: spans[i][1] - spans[i][0])
+        if spans[shortest][1] - spans[shortest][0] >= MIN_PIECE:
+            break
+        gap_before = (spans[shortest][0] - spans[shortest - 1][1] if shortest > 0
+                      else float("inf"))
+        gap_after = (spans[shortest + 1][0] - spans[shortest][1]
+                     if shortest + 1 < len(spans) else float("inf"))
+        left = shortest - 1 if gap_before <= gap_after else shortest
+        spans[left: left + 2] = [[spans[left][0], spans[left + 1][1]]]
+    return [(a, b) for a, b in spans]
+
+
 def window(start: float, end: float, r: WindowResult, frames_per_second: int,
-           decode: Callable[[list[int]], str]) -> Window:
+           decode: Callable[[list[int]], str], language: str) -> Window:
     """A decoded window, with faster-whisper's Segment fields and what cutting it needs."""
     return Window(
         start=start, end=end, seek=int(round(start * frames_per_second)),
         text=r.text.strip(), tokens=tuple(r.tokens), token_text=token_texts(r.tokens, decode),
         token_logprobs=r.token_logprobs, avg_logprob=r.avg_logprob,
         compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob,
-        temperature=r.temperature,
+        temperature=r.temperature, language=r.language or language,
+        language_probability=r.language_probability,
     )
 
 

@@ -231,29 +231,41 @@ def run(options: TranslateOptions, segments: list[Segment], source: str, device:
 
 def translate(model: MTModel, segments: list[Segment], source: str, requested: str,
               warnings: list[str]) -> Translated | None:
-    """Translated segments (ids, timings and speakers of the source), or None (no-op)."""
+    """Translated segments (ids, timings and speakers of the source), or None (no-op). Each
+    segment is translated from its own `language` (multilingual), else from `source`; one
+    already in the target language is kept as it is."""
     language, token = target_language(model, requested)
-    if language == source:
-        warnings.append(f"translate_to: the audio is already in {source!r}; nothing to "
+    sources = [segment.get("language") or source for segment in segments]
+    if all(code == language for code in sources or [source]):
+        warnings.append(f"translate_to: the audio is already in {language!r}; nothing to "
                         "translate.")
         return None
-    if model.kind == "marian" and model.pair and model.pair[0] != source:
-        warnings.append(f"translation: {model.name!r} translates {_pair_text(model)} but the "
-                        f"audio is {source!r}; the translation may be poor.")
+    if model.kind == "marian" and model.pair:
+        other = sorted({code for code in sources if code not in (model.pair[0], language)})
+        if other:
+            warnings.append(f"translation: {model.name!r} translates {_pair_text(model)} but "
+                            f"the audio is {', '.join(repr(c) for c in other)}; the "
+                            "translation may be poor.")
     pieces: list[tuple[int, str]] = []  # (segment index, text to translate)
     for index, segment in enumerate(segments):
-        for piece in split(segment.get("text", ""), source, model.tokenizer):
+        for piece in split(segment.get("text", ""), sources[index], model.tokenizer):
             pieces.append((index, piece))
-    to_run = [(i, p) for i, p in pieces if not is_filler(p)]
-    outputs = _run(model, [p for _, p in to_run], source, token)
-    kept = sum(1 for _, ok in outputs if not ok)
+    # what is not filler nor already in the target language, run per source language
+    to_run: dict[str, list[int]] = {}
+    for k, (index, piece) in enumerate(pieces):
+        if not is_filler(piece) and sources[index] != language:
+            to_run.setdefault(sources[index], []).append(k)
+    results: dict[int, tuple[str, bool]] = {}
+    for code, ks in to_run.items():
+        outputs = _run(model, [pieces[k][1] for k in ks], code, token)
+        results.update(zip(ks, outputs, strict=True))
+    kept = sum(1 for _, ok in results.values() if not ok)
     if kept:
         warnings.append(f"translation: {kept} sentence(s) came out much longer than the source "
                         "(a repetition loop); the source text was kept for them.")
     texts: dict[int, list[str]] = {}
-    results = iter(outputs)
-    for index, piece in pieces:
-        texts.setdefault(index, []).append(piece if is_filler(piece) else next(results)[0])
+    for k, (index, piece) in enumerate(pieces):
+        texts.setdefault(index, []).append(results[k][0] if k in results else piece)
     out: list[Segment] = []
     for index, segment in enumerate(segments):
         out.append(cast(Segment, {  # speaker is None where the source had none

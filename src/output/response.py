@@ -59,6 +59,7 @@ def response(resolved: Resolved, outcome: Outcome, warnings: list[str],
         "segments": segments,
         "detected_language": language.code,
         "language_probability": language.probability,
+        "languages": languages_summary(o.transcript, segments),
         "duration": round(audio.duration, 3),
         "input_sha256": audio.sha256,
         # the official faster-whisper worker's fields, so its clients keep working
@@ -96,6 +97,16 @@ def response(resolved: Resolved, outcome: Outcome, warnings: list[str],
     return response
 
 
+def languages_summary(transcript: asr.Transcript, segments: list[Segment]
+                      ) -> list[dict[str, Any]]:
+    """Each language spoken: its VAD speech (s) and its segments, most speech first."""
+    counts: dict[str, int] = {}
+    for s in segments:
+        counts[s.get("language", "")] = counts.get(s.get("language", ""), 0) + 1
+    return [{"code": code, "speech_seconds": round(seconds, 3), "segments": counts.get(code, 0)}
+            for code, seconds in transcript.speech_by_language().items()]
+
+
 def debug_info(resolved: Resolved, o: Outcome) -> dict[str, Any]:
     """What the job ran with and how long each stage took (`debug: true`)."""
     job = resolved.values
@@ -120,8 +131,11 @@ def debug_info(resolved: Resolved, o: Outcome) -> dict[str, Any]:
             "fallback_passes": transcript.stats.fallback_passes,
             "stable": transcript.stats.stable,
             "dropped_as_silence": transcript.stats.silent,
+            "multilingual": o.asr_options.multilingual,
+            "cut_as_mixed_language": transcript.stats.mixed,
         },
-        "alignment": {"method": aligned.method, "model": aligned.model} if aligned else None,
+        "alignment": {"method": aligned.method, "model": aligned.model,
+                      "by_language": aligned.by_language} if aligned else None,
         "diarization": {"backend": diarized.backend, "model": diarized.model,
                         "turns": len(diarized.turns)} if diarized else None,
         "output": {

@@ -6,9 +6,10 @@ a window into sentences and speaker labelling may cut it again. The pieces of a 
 its decoding fields out between them, in one place (`partition`), instead of each copying
 them: each piece gets the window's tokens that spell its own text (a piece's text is a
 consecutive stretch of its window's text, modulo whitespace), the mean log-probability of
-those tokens, and the compression ratio of its own text; `seek`, `temperature` and
-`no_speech_prob` are the window's (it was decoded once). A window that stays one segment
-keeps faster-whisper's values. Ids are numbered 0..n-1 once, at output (`number`).
+those tokens, and the compression ratio of its own text; `seek`, `temperature`,
+`no_speech_prob` and `language` are the window's (it was decoded once, in one language). A
+window that stays one segment keeps faster-whisper's values. Ids are numbered 0..n-1 once, at
+output (`number`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def fields(window: Window, indices: Sequence[int], text: str) -> Segment:
     return {"seek": window.seek, "tokens": [window.tokens[i] for i in indices],
             "temperature": window.temperature, "avg_logprob": round(avg, 4),
             "compression_ratio": round(ratio, 4),
-            "no_speech_prob": round(window.no_speech_prob, 4)}
+            "no_speech_prob": round(window.no_speech_prob, 4)} | window.language_fields()
 
 
 def cut(window: Window, texts: Sequence[str]) -> list[list[int]]:

@@ -32,7 +32,7 @@ def window(tokenizer: Tokenizer, text: str, start: float = 0.0, end: float = 30.
     logprobs = logprobs or [-0.01 * (i + 1) for i in range(len(tokens))]
     result = WindowResult(tokens, tokenizer.decode(tokens), -0.5, 0.02, 1.5, 0.2,
                           token_logprobs=tuple(logprobs))
-    return transcription.window(start, end, result, 100, tokenizer.decode)
+    return transcription.window(start, end, result, 100, tokenizer.decode, "en")
 
 
 def check_partition(cut: list[segments.Segment], w: transcription.Window, tokenizer: Tokenizer
@@ -86,7 +86,8 @@ def test_a_window_that_stays_whole_keeps_faster_whispers_values(tokenizer):
     assert (whole["avg_logprob"], whole["compression_ratio"]) == (-0.5, 1.5)
     assert w.segment() == {"start": 0.0, "end": 30.0, "text": w.text, "seek": 0,
                            "tokens": list(w.tokens), "temperature": 0.2, "avg_logprob": -0.5,
-                           "compression_ratio": 1.5, "no_speech_prob": 0.02}
+                           "compression_ratio": 1.5, "no_speech_prob": 0.02, "language": "en"}
+    assert whole["language"] == "en"  # the window's, through the partition
 
 
 def test_language_without_spaces_and_characters_split_across_tokens(tokenizer):

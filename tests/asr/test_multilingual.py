@@ -1,0 +1,184 @@
+"""Code-switching (`multilingual`, issue 21): each speech window decoded in its own language,
+detected from the batch's encoder output; `language` on every segment either way."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+import asr
+from asr import decoding, transcription
+from conftest import MODELS, NO_SAMPLING, english_prompts, normalize, read_16k, russian_prompts
+
+CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+LATIN = re.compile(r"[a-zA-Z]")
+
+
+@pytest.fixture(scope="module")
+def codeswitched_call(media_dir: Path) -> tuple[Path, list[Any]]:
+    """A real two-voice call, English and Russian turn by turn (held-out prompts: the bench
+    tunes on the dev ones)."""
+    import conversations
+
+    mix, turns = conversations.codeswitched(0, "heldout", turns=4)
+    path = media_dir / "codeswitched.wav"
+    soundfile.write(path, mix.audio, conversations.RATE)
+    return path, turns
+
+
+def turn_of(turns: list[Any], start: float, end: float) -> Any:
+    middle = (start + end) / 2
+    return min(turns, key=lambda t: max(t.start - middle, 0.0, middle - t.end))
+
+
+def test_each_turn_of_a_codeswitched_call_is_transcribed_in_its_own_language(
+        run_job, codeswitched_call, local_file):
+    path, turns = codeswitched_call
+    out = run_job({"audio_file": local_file(path), "multilingual": True, "diarization": False,
+                   **NO_SAMPLING})
+    assert "error" not in out, out
+    segments = out["segments"]
+    texts: dict[int, list[str]] = {}
+    for s in segments:
+        turn = turn_of(turns, s["start"], s["end"])
+        assert s["language"] == turn.language, (s, turn.text)
+        assert 0 < s["language_probability"] <= 1
+        texts.setdefault(turns.index(turn), []).append(s["text"])
+    assert set(texts) == set(range(len(turns)))  # no turn lost
+    for k, turn in enumerate(turns):
+        said = " ".join(texts[k])
+        if turn.language == "en":  # English words, not a Russian spelling of them
+            assert LATIN.search(said) and not CYRILLIC.search(said), said
+            words = set(normalize(turn.text).split())
+            heard = normalize(said).split()
+            assert sum(w in words for w in heard) >= len(heard) / 2, (said, turn.text)
+        else:
+            assert CYRILLIC.search(said), said
+    summary = {row["code"]: row for row in out["languages"]}
+    assert set(summary) == {"en", "ru"}
+    assert sum(r["segments"] for r in out["languages"]) == len(segments)
+    assert out["detected_language"] == out["languages"][0]["code"]  # the most speech
+    assert out["languages"][0]["speech_seconds"] >= out["languages"][1]["speech_seconds"] > 0
+
+
+def test_without_multilingual_every_segment_carries_the_jobs_language(
+        run_job, sample_clip, local_file):
+    out = run_job({"audio_file": local_file(sample_clip(8)), "diarization": False})
+    assert "error" not in out, out
+    assert out["segments"]
+    assert all(s["language"] == out["detected_language"] for s in out["segments"])
+    assert all("language_probability" not in s for s in out["segments"])
+    [row] = out["languages"]
+    assert row["code"] == out["detected_language"]
+    assert row["segments"] == len(out["segments"]) and row["speech_seconds"] > 0
+
+
+# --- the batch itself ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_languages() -> tuple[Any, Any, np.ndarray]:
+    """The real model, a multilingual pipeline (its tokenizer's language is a placeholder:
+    every row gets its own), and the log-mel of one English and one Russian real window."""
+    import torch
+    import whisperx
+    from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+    from asr.vad import PrecomputedVad
+
+    loaded = asr.load_whisper(str(MODELS / "base"), "int8", "cpu")
+    pipeline = whisperx.load_model(
+        loaded.path, "cpu", compute_type="int8", model=loaded.model, language="fr",
+        asr_options={"temperatures": [0.0, 0.5, 1.0], "multilingual": True},
+        vad_model=PrecomputedVad(asr.SpeechWindows([], [], True)))
+    clips = [np.concatenate([read_16k(p) for p, _ in english_prompts(2)]),
+             np.concatenate([read_16k(p) for p, _ in russian_prompts(2)])]
+    features = torch.stack([log_mel_spectrogram(c, n_mels=80, padding=N_SAMPLES - len(c))
+                            for c in clips])
+    return loaded, pipeline, features.numpy()
+
+
+@pytest.fixture
+def encodes(monkeypatch) -> list[int]:
+    """Counts (batch sizes of) Whisper encoder passes; the real encoder still runs."""
+    calls: list[int] = []
+    real = decoding.ThresholdedWhisperModel.encode
+
+    def encode(self, features):
+        calls.append(1 if np.ndim(features) == 2 else len(features))
+        return real(self, features)
+
+    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "encode", encode)
+    return calls
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[tuple[int, list[list[int]], float]]:
+    """Every batched decode: its rows, their prompts and its temperature (the real one runs)."""
+    calls: list[tuple[int, list[list[int]], float]] = []
+    real = decoding.ThresholdedWhisperModel.decode
+
+    def decode(self, encoder_output, prompts, tokenizer, options, temperature):
+        calls.append((encoder_output.shape[0], [list(p) for p in prompts], temperature))
+        return real(self, encoder_output, prompts, tokenizer, options, temperature)
+
+    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "decode", decode)
+    return calls
+
+
+def run_batch(two_languages, **thresholds) -> decoding.DecodeStats:
+    from dataclasses import replace
+
+    loaded, pipeline, features = two_languages
+    stats = decoding.DecodeStats()
+    token = decoding.decode_stats.set(stats)
+    try:
+        loaded.model.generate_segment_batched(features, pipeline.tokenizer,
+                                              replace(pipeline.options, **thresholds))
+        loaded.model.finish_fallback(stats)
+    finally:
+        decoding.decode_stats.reset(token)
+    return stats
+
+
+def test_a_batch_mixing_languages_is_decoded_in_one_pass_each_row_in_its_language(
+        two_languages, encodes, decodes):
+    stats = run_batch(two_languages, log_prob_threshold=None, compression_ratio_threshold=None)
+    assert encodes == [2]  # detection read the batch's encoder output: no second pass
+    assert [(rows, t) for rows, _, t in decodes] == [(2, 0.0)]  # one generate, both rows
+    english, russian = stats.results
+    assert (english.language, russian.language) == ("en", "ru")
+    assert LATIN.search(english.text) and not CYRILLIC.search(english.text)
+    assert CYRILLIC.search(russian.text)
+    tokenizer = two_languages[1].tokenizer.tokenizer
+    prompts = decodes[0][1]
+    en, ru = (tokenizer.token_to_id(f"<|{c}|>") for c in ("en", "ru"))
+    assert [(en in p, ru in p) for p in prompts] == [(True, False), (False, True)]
+
+
+def test_a_windows_fallback_redecode_keeps_its_own_language(two_languages, encodes, decodes,
+                                                            monkeypatch):
+    monkeypatch.setattr(decoding, "SAMPLING_TOPK", 1)  # the draw is not the subject
+    stats = run_batch(two_languages, log_prob_threshold=-0.001, no_speech_threshold=None,
+                      best_of=1)
+    assert stats.redecoded == 2 and stats.fallback_passes >= 1
+    assert encodes == [2]  # the fallback reused the rows
+    tokenizer = two_languages[1].tokenizer.tokenizer
+    en, ru = (tokenizer.token_to_id(f"<|{c}|>") for c in ("en", "ru"))
+    # both rows failed and were re-decoded together, each with its own language token
+    _, prompts, temperature = next(d for d in decodes if d[2] > 0)
+    assert [(en in p, ru in p) for p in prompts] == [(True, False), (False, True)]
+    assert [r.language for r in stats.results] == ["en", "ru"]
+    assert all(r.temperature > 0 for r in stats.results)
+
+
+# --- where a mixed window is cut -------------------------------------------------------------
+
+def test_a_mixed_window_is_cut_at_its_pauses_short_stretches_joining_the_nearer_side():
+    speech = [(0.0, 2.0), (2.3, 2.8), (4.0, 7.0), (7.1, 7.4), (9.0, 12.0)]
+    assert transcription.pieces((0.0, 12.0), speech) == [(0.0, 2.8), (4.0, 7.4), (9.0, 12.0)]
+    assert transcription.pieces((0.0, 2.0), [(0.0, 2.0)]) == [(0.0, 2.0)]  # no pause: whole
