@@ -83,6 +83,12 @@ SAMPLING_TOPK = 0
 # detector gives a one-language 30 s window >= 0.95; one holding two languages shares the mass
 # between them). Chosen on the dev split of scripts/codeswitch_bench.py, see docs/decoding.md.
 MIXED_BELOW = 0.9
+# A mixed window's candidate languages: its top ones, until they hold this share of the
+# detector's mass (at most MAX_CANDIDATES). Its pieces are decoded in one of them: a short piece
+# alone is easily taken for a neighbour language (Russian for Ukrainian), which the whole
+# window, hearing more speech, had ruled out.
+CANDIDATE_MASS = 0.9
+MAX_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class WindowResult:
     language: str | None = None  # the window's detected language (multilingual), else None
     language_probability: float | None = None  # the detector's probability of `language`
     mixed: bool = False  # not decoded: it mixes languages and is cut at its pauses
+    candidates: tuple[str, ...] = ()  # a mixed window's: the languages its pieces may take
 
 
 @dataclass
@@ -128,6 +135,9 @@ class DecodeStats:
     # multilingual: the windows (index in the job's order) with a pause inside, which are cut
     # there instead of decoded when their language is unsure (MIXED_BELOW)
     cuttable: set[int] = field(default_factory=set)
+    # multilingual: the languages a window (index in the job's order) may take: a cut piece's
+    # are its window's candidates
+    allowed: dict[int, tuple[str, ...]] = field(default_factory=dict)
     mixed: int = 0  # windows not decoded as they mix languages (cut by transcription.py)
     # what the queued windows were decoded with (whisperx resets its options after the job)
     context: tuple[list[int], Tokenizer, TranscriptionOptions] | None = field(
@@ -195,6 +205,23 @@ def choose(candidates: list[WindowResult], options: TranscriptionOptions) -> Win
     return replace(last, text="" if silent else last.text, silent=silent)
 
 
+def pick(ranked: list[tuple[str, float]], allowed: tuple[str, ...] | None) -> tuple[str, float]:
+    """The row's language: its most probable one, among `allowed` when it has a list."""
+    return next((r for r in ranked if not allowed or r[0] in allowed), ranked[0])
+
+
+def candidates(ranked: list[tuple[str, float]]) -> tuple[str, ...]:
+    """A mixed window's candidate languages (CANDIDATE_MASS, MAX_CANDIDATES)."""
+    out: list[str] = []
+    mass = 0.0
+    for code, p in ranked[:MAX_CANDIDATES]:
+        out.append(code)
+        mass += p
+        if mass >= CANDIDATE_MASS:
+            break
+    return tuple(out)
+
+
 class ThresholdedWhisperModel(WhisperModel):
     def generate_segment_batched(
         self,
@@ -211,7 +238,9 @@ class ThresholdedWhisperModel(WhisperModel):
         stats = job or DecodeStats()
         stats.batch_size = max(stats.batch_size, len(features))
         count = len(features)
-        languages = self.row_languages(encoder_output, tokenizer, options)
+        ranked = self.row_languages(encoder_output, tokenizer, options)
+        languages = [pick(r, stats.allowed.get(stats.windows + i))
+                     for i, r in enumerate(ranked)] if ranked is not None else None
         prompts = ([self.with_language(prompt, tokenizer, code) for code, _ in languages]
                    if languages else [prompt] * count)
         mixed = [i for i, (_, p) in enumerate(languages or [])
@@ -242,7 +271,8 @@ class ThresholdedWhisperModel(WhisperModel):
                 code, p = (languages or [])[i]
                 stats.results.append(WindowResult([], "", 0.0, 0.0, 0.0, 0.0, language=code,
                                                   language_probability=round(p, 4),
-                                                  mixed=True))
+                                                  mixed=True,
+                                                  candidates=candidates((ranked or [])[i])))
                 continue
             k = rows.index(i)
             if k in failing:  # its first try stands in until the fallback replaces it
@@ -400,12 +430,13 @@ class ThresholdedWhisperModel(WhisperModel):
         return True
 
     def row_languages(self, encoder_output: Any, tokenizer: Tokenizer,
-                      options: TranscriptionOptions) -> list[tuple[str, float]] | None:
-        """multilingual: each row's top language and its probability, from the batch's encoder
-        output (faster-whisper 1.2's batched rule); None when the job has one language."""
+                      options: TranscriptionOptions) -> list[list[tuple[str, float]]] | None:
+        """multilingual: each row's languages, most probable first, with their probabilities,
+        from the batch's encoder output (faster-whisper 1.2's batched rule); None when the job
+        has one language."""
         if not options.multilingual or tokenizer.language is None:  # an English-only model
             return None
-        return [(ranked[0][0][2:-2], float(ranked[0][1]))
+        return [[(token[2:-2], float(p)) for token, p in ranked]
                 for ranked in self.model.detect_language(encoder_output)]
 
     @staticmethod

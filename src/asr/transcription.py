@@ -165,13 +165,14 @@ def decode_windows(
     try:
         done = run_pipeline(pipeline, loaded.model, stats, windows.windows, audio, batch_size,
                             language, task, options.chunk_size, partials)
-        mixed = [w for w, r in done if r.mixed]
-        if mixed:  # decode their pieces, each in its own language (docs/decoding.md)
+        mixed = [(w, r.candidates) for w, r in done if r.mixed]
+        if mixed:  # decode their pieces, each in one of its window's languages (decoding.py)
             stats.cuttable = set()
-            cut = [p for w in mixed for p in pieces(w, windows.speech)]
+            cut = [(p, allowed) for w, allowed in mixed for p in pieces(w, windows.speech)]
+            stats.allowed = {stats.windows + j: allowed for j, (_, allowed) in enumerate(cut)}
             done = [d for d in done if not d[1].mixed] + run_pipeline(
-                pipeline, loaded.model, stats, cut, audio, batch_size, language, task,
-                options.chunk_size)
+                pipeline, loaded.model, stats, [p for p, _ in cut], audio, batch_size,
+                language, task, options.chunk_size)
         if partials:
             partials.rest(done)
     finally:

@@ -182,3 +182,16 @@ def test_a_mixed_window_is_cut_at_its_pauses_short_stretches_joining_the_nearer_
     speech = [(0.0, 2.0), (2.3, 2.8), (4.0, 7.0), (7.1, 7.4), (9.0, 12.0)]
     assert transcription.pieces((0.0, 12.0), speech) == [(0.0, 2.8), (4.0, 7.4), (9.0, 12.0)]
     assert transcription.pieces((0.0, 2.0), [(0.0, 2.0)]) == [(0.0, 2.0)]  # no pause: whole
+
+
+def test_a_cut_piece_takes_one_of_its_windows_languages():
+    # a mixed en/ru window: its candidates hold 0.9 of the detector's mass, at most three
+    window = [("en", 0.52), ("ru", 0.41), ("uk", 0.04), ("de", 0.01)]
+    assert decoding.candidates(window) == ("en", "ru")
+    assert decoding.candidates([("en", 0.3), ("ru", 0.3), ("uk", 0.2), ("be", 0.2)]) == (
+        "en", "ru", "uk")
+    # a short Russian piece alone may rank Ukrainian first: its window ruled that out
+    piece = [("uk", 0.48), ("ru", 0.45), ("en", 0.05)]
+    assert decoding.pick(piece, ("en", "ru")) == ("ru", 0.45)
+    assert decoding.pick(piece, None) == ("uk", 0.48)  # a window of the job's own
+    assert decoding.pick([("de", 0.9), ("fr", 0.1)], ("en",)) == ("de", 0.9)  # none allowed
