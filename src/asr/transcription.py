@@ -24,6 +24,9 @@ log = logging.getLogger("worker.asr")
 
 # Called with each decoded batch's segments (start, end, text), in time order: streaming.
 OnSegments = Callable[[list[Segment]], None]
+# Streaming: the windows of the first batch (then batch_size each), so that the first segments
+# arrive after a few windows' decoding. Its cost is one more, small batch.
+STREAM_FIRST_BATCH = 4
 
 
 def find_speech(vad_model: Any, audio: np.ndarray, duration: float,
@@ -163,8 +166,13 @@ def decode_windows(
                           if len(pieces(w, windows.speech)) > 1}
     token = decode_stats.set(stats)
     try:
-        done = run_pipeline(pipeline, loaded.model, stats, windows.windows, audio, batch_size,
-                            language, task, options.chunk_size, partials)
+        # Streaming: a small first batch, so the first segments come after it, not after a
+        # full batch (on a CPU, half a 10-minute file); the rest in full batches.
+        head = min(STREAM_FIRST_BATCH, batch_size) if partials else 0
+        done = [d for part, size in ((windows.windows[:head], head),
+                                     (windows.windows[head:], batch_size)) if part
+                for d in run_pipeline(pipeline, loaded.model, stats, part, audio, size,
+                                      language, task, options.chunk_size, partials)]
         mixed = [(w, r.candidates) for w, r in done if r.mixed]
         if mixed:  # decode their pieces, each in one of its window's languages (decoding.py)
             stats.cuttable = set()
