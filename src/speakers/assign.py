@@ -24,6 +24,10 @@ from asr import Segment
 # Overlapped speech shorter than this inside a segment is a boundary blur between two turns
 # (segmentation-3.0's frames are 17 ms), not someone talking over the segment.
 OVERLAP_MIN_S = 0.2
+# Words at turn changes, chosen on scripts/conversations.py's dev split
+# (scripts/transcript_der_bench.py --split dev --sweep-words):
+ISLAND_MAX_S = 0.0  # a run of words this short between two words of another speaker joins them
+EDGE_TRIM = 0.0  # share of a word cut off each end before asking who covers it
 
 
 def turns_output(turns: pd.DataFrame) -> list[dict[str, Any]]:
@@ -59,13 +63,31 @@ def assign(turns: pd.DataFrame, segments: list[Segment], language: str,
 
 
 def label_words(words: list[dict[str, Any]], turns: Turns) -> None:
-    """Each timed word (in time order) gets the speaker of the turn covering most of it."""
-    for w in words:
-        start, end = w.get("start"), w.get("end")
-        speaker = (turns.speaker(float(start), float(end))
-                   if start is not None and end is not None else None)
+    """Each timed word (in time order) gets the speaker of the turn covering most of its
+    core (EDGE_TRIM: word edges are where timings err, and they brush the neighbour turn);
+    then a run of words shorter than ISLAND_MAX_S between two words of one other speaker
+    takes theirs."""
+    timed = [w for w in words if w.get("start") is not None and w.get("end") is not None]
+    for w in timed:
+        start, end = float(w["start"]), float(w["end"])
+        trim = (end - start) * EDGE_TRIM
+        speaker = turns.speaker(start + trim, end - trim)
         if speaker is not None:
             w["speaker"] = speaker
+    if ISLAND_MAX_S <= 0:
+        return
+    runs: list[list[dict[str, Any]]] = []
+    for w in timed:
+        if runs and runs[-1][-1].get("speaker") == w.get("speaker"):
+            runs[-1].append(w)
+        else:
+            runs.append([w])
+    for before, run, after in zip(runs, runs[1:], runs[2:], strict=False):
+        speaker = before[-1].get("speaker")
+        if (speaker is not None and after[0].get("speaker") == speaker
+                and float(run[-1]["end"]) - float(run[0]["start"]) <= ISLAND_MAX_S):
+            for w in run:
+                w["speaker"] = speaker
 
 
 class Turns:
