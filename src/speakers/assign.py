@@ -26,7 +26,7 @@ from asr import Segment
 OVERLAP_MIN_S = 0.2
 # Words at turn changes, chosen on scripts/conversations.py's dev split
 # (scripts/transcript_der_bench.py --split dev --sweep-words):
-ISLAND_MAX_S = 0.0  # a run of words this short between two words of another speaker joins them
+ISLAND_MAX_S = 0.6  # a run of words this short between two words of another speaker joins them
 EDGE_TRIM = 0.0  # share of a word cut off each end before asking who covers it
 
 
