@@ -3,7 +3,7 @@ LOCAL_ENV = MODELS_DIR=models MODEL=base HF_HUB_OFFLINE=1 LOCAL_INPUT_DIR=sample
 # `make run REQUEST=my_request.json` runs another request; the full result goes to output.json.
 REQUEST ?= test_input.json
 
-.PHONY: run test lint soak bench diarization-bench transcript-der-bench image-check
+.PHONY: run test lint soak bench stream-bench diarization-bench transcript-der-bench image-check
 
 run:
 	scripts/setup.sh
@@ -27,6 +27,12 @@ soak:
 bench:
 	scripts/setup.sh
 	.venv/bin/python scripts/bench.py
+
+# Streaming (STREAM_RESULTS): time to the first segments vs the whole job, streamed vs plain
+# job time, on 10 and 60 min of real speech (docs/scale-out.md#streaming).
+stream-bench:
+	scripts/setup.sh --test
+	.venv/bin/python scripts/stream_bench.py
 
 # DER per condition per token-free diarization candidate (docs/diarization.md).
 diarization-bench:

@@ -1,7 +1,9 @@
 """RunPod serverless entry point: validate the request, run the job, return output + logs.
 
 Every failure becomes `{"error": "...", "logs": "..."}` and the worker keeps serving; a job's
-temporary files are removed whatever happens.
+temporary files are removed whatever happens. With `STREAM_RESULTS=true` the worker runs
+`stream_handler` instead, which yields the job's progress and segments as they come and the
+same response last (streaming.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
@@ -17,6 +19,7 @@ import runpod
 
 import predict
 import rp_schema
+import streaming
 from worker import gpu_faults, heap, job_logs, settings
 from worker.errors import JobError
 
@@ -32,7 +35,32 @@ class RunpodJob(TypedDict):
     webhook: NotRequired[str]
 
 
+# runpod's worker config (start()): read by runpod after every job, so a streamed job can still
+# ask for its worker to be replaced (refresh_worker), which a generator's output can't.
+_config: dict[str, Any] = {}
+
+
 def handler(job: RunpodJob) -> dict[str, Any]:
+    return _run(job, _progress(job))
+
+
+def stream_handler(job: RunpodJob) -> Iterator[streaming.Element]:
+    """The handler as a generator (STREAM_RESULTS=true): the job's elements as they come,
+    `{"type": "result", "output": <handler(job)'s response>}` last (streaming.py). Progress
+    goes to the stream, as elements, instead of runpod's progress_update."""
+
+    def run(progress: streaming.ProgressCallback,
+            on_segments: predict.SegmentsCallback) -> dict[str, Any]:
+        output = _run(job, progress, on_segments)
+        if output.pop("refresh_worker", False):
+            _config["refresh_worker"] = True  # runpod stops this worker after the job
+        return output
+
+    yield from streaming.elements(run)
+
+
+def _run(job: RunpodJob, progress: Callable[[dict[str, Any]], None] | None,
+         on_segments: predict.SegmentsCallback | None = None) -> dict[str, Any]:
     job_logs.install()  # once per process; each job's lines are captured from here on
     raw = job.get("input")
     secrets = job_logs.job_secrets(raw)  # this job's only; masked in its logs and errors
@@ -41,7 +69,7 @@ def handler(job: RunpodJob) -> dict[str, Any]:
         try:
             resolved = rp_schema.resolve(raw)
             with tempfile.TemporaryDirectory(prefix="whisperx-job-") as workdir:
-                output = predict.predict(resolved, Path(workdir), _progress(job))
+                output = predict.predict(resolved, Path(workdir), progress, on_segments)
             log.info("job %s done: %d segments, language %s, %.1f s of audio, %d speakers, "
                      "%d warnings", job.get("id"), len(output.get("segments", ())),
                      output["detected_language"], output["duration"],
@@ -91,7 +119,16 @@ def start() -> None:
         local_api.install()
     if settings.get().warm_up:
         _warm_up()
-    runpod.serverless.start({"handler": handler})
+    _config.update(config())
+    runpod.serverless.start(_config)
+
+
+def config() -> dict[str, Any]:
+    """runpod's worker config: the plain handler, or (STREAM_RESULTS=true) the generator, whose
+    elements /runsync and /status then return as one list."""
+    if settings.get().stream_results:
+        return {"handler": stream_handler, "return_aggregate_stream": True}
+    return {"handler": handler}
 
 
 if __name__ == "__main__":

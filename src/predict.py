@@ -33,10 +33,15 @@ from worker.timings import Timings
 
 log = logging.getLogger("worker.predict")
 
+# Streaming (handler.stream_handler): called with each decoded batch's segments as soon as they
+# are decoded, in time order (final False), then once with the final segments (final True).
+SegmentsCallback = Callable[[list[asr.Segment], bool], None]
+
 
 def predict(
     resolved: Resolved, workdir: Path,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    on_segments: SegmentsCallback | None = None,
 ) -> dict[str, Any]:
     worker.configure_libraries()
     job, timings, device = resolved.values, Timings(progress), models.device()
@@ -69,9 +74,11 @@ def predict(
         language = asr.detect_language(loaded, audio.waveform, speech, opts.language, warnings)
     # Alignment cuts windows into sentences (and speakers may cut them again): their pieces
     # then need each token's own log-probability (output/segments.py).
+    partial = (lambda batch: on_segments(batch, False)) if on_segments else None
     with timings.stage("transcription"):
         transcript = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
-                                    job.task, warnings, score_tokens=opts.align is not None)
+                                    job.task, warnings, score_tokens=opts.align is not None,
+                                    on_segments=partial)
     english = None
     if job.translate:
         with timings.stage("translation"):
@@ -97,6 +104,8 @@ def predict(
             segments, diarized, identified = speakers.identify(
                 samples, diarized, segments, job.speaker_match_threshold, device, warnings)
     segments = output.final(segments, transcript.windows, opts.output.min_segment_duration)
+    if on_segments and bucket is None:  # an uploaded result keeps its segments out of band
+        on_segments(segments, True)
 
     translated = text_vectors = None
     if opts.translate is not None:

@@ -44,7 +44,8 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def assert_words_are_sane(result: dict) -> None:
-    """Every word timed, in order, inside its segment; together they spell the text."""
+    """Every word timed, in order, inside its segment, with both scores; together they spell
+    the text."""
     last_start = 0.0
     for segment in result["segments"]:
         words = segment["words"]
@@ -54,6 +55,7 @@ def assert_words_are_sane(result: dict) -> None:
             assert segment["start"] - 0.01 <= w["start"] <= w["end"] <= segment["end"] + 0.01
             assert w["start"] >= last_start - 0.01
             assert 0.0 <= w["score"] <= 1.0
+            assert 0.0 <= w["probability"] <= 1.0  # Whisper's own, beside alignment's score
             last_start = w["start"]
         assert normalize(" ".join(w["word"] for w in words)) == normalize(segment["text"])
 

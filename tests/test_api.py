@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import CLEARED_ENV, ROOT, WORKER_ENV
+from conftest import CLEARED_ENV, NO_SAMPLING, ROOT, WORKER_ENV
 
 SAMPLE_JOB = {"audio_file": "sample.wav", "diarization": False, "align_output": False}
 
@@ -166,3 +166,25 @@ def test_runpod_paths_with_an_endpoint_id(api: str) -> None:
     # the SDK GETs /status (runpod's local API had it as POST only)
     unknown = requests.get(f"{api}/abc123xyz/status/no-such-job", timeout=30).json()
     assert unknown == {"id": "no-such-job", "status": "FAILED", "error": "Job ID not found"}
+
+
+def test_a_streaming_worker_returns_the_list_of_elements_with_the_result_last(
+        assets_ready: None, tmp_path: Path) -> None:
+    """STREAM_RESULTS=true: runpod aggregates what the generator yields (/runsync, /status),
+    and /stream/{id} returns the elements; the last one is the usual response."""
+    job_input = SAMPLE_JOB | NO_SAMPLING  # two runs' segments are compared
+    with local_api(tmp_path / "server.log", STREAM_RESULTS="true", WARM_UP="false") as url:
+        body = requests.post(f"{url}/runsync", json={"input": job_input}, timeout=300).json()
+        assert body["status"] == "COMPLETED", body
+        elements = body["output"]
+        assert isinstance(elements, list) and elements[-1]["type"] == "result"
+        assert {e["type"] for e in elements[:-1]} == {"progress", "segments"}
+        result = elements[-1]["output"]
+        assert "chicago" in result["transcription"].lower() and "job " in result["logs"]
+        # what a client reading RunPod's /stream sees (the SDK GETs it under the endpoint id)
+        job = requests.post(f"{url}/run", json={"input": job_input}, timeout=30).json()
+        stream = requests.get(f"{url}/abc123xyz/stream/{job['id']}", timeout=300).json()
+        assert stream["status"] == "COMPLETED", stream
+        outputs = [chunk["output"] for chunk in stream["stream"]]
+        assert outputs[-1]["type"] == "result"
+        assert outputs[-1]["output"]["segments"] == result["segments"]

@@ -4,6 +4,8 @@ text; `seek`, `temperature` and `no_speech_prob` stay the window's."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from faster_whisper.transcribe import get_compression_ratio
 from tokenizers import Tokenizer
@@ -140,3 +142,46 @@ def test_diarized_window_cut_into_many_segments_each_with_its_own_fields(
             assert s["avg_logprob"] < 0
         if len(cut) >= 3:  # their own log-probs: not one value copied to every piece
             assert len({s["avg_logprob"] for s in cut}) > 1
+
+
+# --- word probability (issue 21 §3) -----------------------------------------------------------
+
+def test_each_word_gets_the_mean_probability_of_the_tokens_that_spell_it(tokenizer):
+    text = " Hello, world. It's unbelievable."
+    tokens = tokenizer.encode(text, add_special_tokens=False).ids
+    logprobs = [-0.1 * (i + 1) for i in range(len(tokens))]
+    w = window(tokenizer, text, logprobs=logprobs)
+    words = [{"word": word, "start": float(i), "end": i + 0.5}
+             for i, word in enumerate(text.split())]
+    pieces = [{"start": 0.0, "end": 1.6, "text": "Hello, world.", "words": words[:2]},
+              {"start": 2.0, "end": 3.6, "text": "It's unbelievable.", "words": words[2:]}]
+    cut = segments.partition(pieces, [w])
+    # the expected shares, from the tokens' own texts: each word owns the tokens whose first
+    # non-space character lies in it
+    spans, owner, pos = [], [], 0
+    flat = "".join(squash(t) for t in w.token_text)
+    for word in text.split():
+        spans.append((flat.index(word, pos), flat.index(word, pos) + len(word)))
+        pos = spans[-1][1]
+    pos = 0
+    for t in w.token_text:
+        owner.append(next(k for k, (a, b) in enumerate(spans) if a <= pos < b)
+                     if squash(t) else None)
+        pos += len(squash(t))
+    got = [word["probability"] for s in cut for word in s["words"]]
+    for k, p in enumerate(got):
+        mine = [math.exp(lp) for lp, o in zip(logprobs, owner, strict=True) if o == k]
+        assert p == round(sum(mine) / len(mine), 4)
+    assert all(0.0 < p <= 1.0 for p in got) and len(got) == 4
+    # a multi-token word: "unbelievable." spans several tokens, all of them counted
+    assert sum(o == 3 for o in owner) >= 2
+
+
+def test_words_that_already_have_a_probability_keep_it(tokenizer):
+    w = window(tokenizer, " Keep mine.")
+    words = [{"word": "Keep", "start": 0.0, "end": 0.4, "probability": 0.25},
+             {"word": "mine.", "start": 0.5, "end": 0.9}]
+    (whole,) = segments.partition([{"start": 0.0, "end": 1.0, "text": w.text, "words": words}],
+                                  [w])
+    assert whole["words"][0]["probability"] == 0.25
+    assert 0.0 < whole["words"][1]["probability"] <= 1.0

@@ -21,6 +21,7 @@ from whisperx.utils import LANGUAGES_WITHOUT_SPACES
 
 from asr import Loaded, Segment, Task
 from worker import SAMPLE_RATE, gpu_faults
+from worker.compat import torchaudio as compat_torchaudio
 from worker.errors import brief
 from worker.models import MANIFEST, cache, models_dir, offline, use_nltk_data
 
@@ -148,7 +149,7 @@ def is_available_offline(name: str) -> bool:
     cache = models_dir() / ALIGN_DIR
     bundle = getattr(torchaudio.pipelines, name, None) if name.isupper() else None
     if bundle is not None:
-        return (cache / Path(bundle._path).name).is_file()
+        return (cache / compat_torchaudio.bundle_file(bundle)).is_file()
     try:
         return isinstance(try_to_load_from_cache(name, "config.json", cache_dir=cache), str)
     except ValueError:  # not a valid repository id either (e.g. a path that doesn't exist)
@@ -206,8 +207,11 @@ def whisper_word_timings(
             PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, last_speech,
         ) or last_speech
         for segment, group in zip(batch, groups, strict=True):
+            # faster-whisper's word probability; `score` holds it too (there is no wav2vec2
+            # score to give), as it did before words had `probability`
             words = [{"word": w["word"].strip(), "start": float(w["start"]),
-                      "end": float(w["end"]), "score": round(float(w["probability"]), 3)}
+                      "end": float(w["end"]), "score": round(float(w["probability"]), 3),
+                      "probability": round(float(w["probability"]), 4)}
                      for w in group[0].get("words", []) if w["word"].strip()]
             # a window's words stay in that window's speech (or, without VAD, in the window)
             start, end = segment["start"] or 0.0, segment["end"] or 0.0

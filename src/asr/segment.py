@@ -7,12 +7,14 @@ from typing import TypedDict
 
 
 class Word(TypedDict, total=False):
-    """A timed word: alignment gives `start`/`end`/`score`, diarization `speaker`."""
+    """A timed word: alignment gives `start`/`end`/`score`, decoding `probability`,
+    diarization `speaker`."""
 
     word: str
     start: float
     end: float
-    score: float  # alignment's confidence
+    score: float  # wav2vec2 alignment's confidence in the word's timing
+    probability: float  # Whisper's: the mean probability of the tokens that spell it
     speaker: str
 
 

@@ -22,6 +22,9 @@ from .whisper import Loaded
 
 log = logging.getLogger("worker.asr")
 
+# Called with each decoded batch's segments (start, end, text), in time order: streaming.
+OnSegments = Callable[[list[Segment]], None]
+
 
 def find_speech(vad_model: Any, audio: np.ndarray, duration: float,
                 options: VadOptions) -> SpeechWindows:
@@ -74,20 +77,43 @@ class Transcript:
 def transcribe(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
     language: str, task: Task, warnings: list[str], score_tokens: bool = False,
-    stage: str = "transcription",
+    stage: str = "transcription", on_segments: OnSegments | None = None,
 ) -> Transcript:
     """The windows decoded at the job's batch_size; out of GPU memory, once more at half.
     `score_tokens`: the job will cut windows into several segments, which then need their
-    tokens' own log-probabilities (decoding.py)."""
+    tokens' own log-probabilities (decoding.py). `on_segments` gets each batch's windows as
+    soon as they are decoded (Partials)."""
+    partials = Partials(windows.windows, on_segments) if on_segments else None
     return gpu_faults.retry_on_oom(
         stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
-                                            score_tokens, batch),
+                                            score_tokens, batch, partials),
         options.batch_size, warnings)
+
+
+class Partials:
+    """Hands the decoded windows on as plain segments, in time order, as each batch finishes.
+    A window waiting for the temperature fallback (decoding.py, rule 2) holds back the ones
+    after it until its re-decode has run, so every window is sent once, with its final text;
+    kept across the out-of-memory retry, so a retry sends none twice."""
+
+    def __init__(self, windows: list[tuple[float, float]], send: OnSegments):
+        self.windows, self.send, self.sent = windows, send, 0
+
+    def __call__(self, stats: DecodeStats) -> None:
+        done = min((p.index for p in stats.queue), default=len(stats.results))
+        segments = [Segment(start=round(a, 3), end=round(b, 3), text=r.text.strip())
+                    for (a, b), r in zip(self.windows[self.sent:done],
+                                         stats.results[self.sent:done], strict=True)
+                    if r.text.strip()]
+        self.sent = max(self.sent, done)
+        if segments:
+            self.send(segments)
 
 
 def decode_windows(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
     language: str, task: Task, score_tokens: bool, batch_size: int,
+    partials: Partials | None = None,
 ) -> Transcript:
     stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
     if not windows.windows:
@@ -105,8 +131,12 @@ def decode_windows(
         result = pipeline.transcribe(
             audio, batch_size=batch_size, language=language, task=task,
             chunk_size=options.chunk_size,
+            # called per window once its batch is decoded, before the next batch starts
+            progress_callback=partials and (lambda _percent: partials(stats)),
         )
         loaded.model.finish_fallback(stats)  # the windows still queued for the fallback
+        if partials:
+            partials(stats)
     finally:
         decode_stats.reset(token)
     fps = loaded.model.frames_per_second

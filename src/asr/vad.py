@@ -20,6 +20,7 @@ from whisperx.vads import Pyannote, Vad
 from whisperx.vads.pyannote import Binarize
 
 from worker import SAMPLE_RATE, heap
+from worker.compat import pyannote as compat_pyannote
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def scores(scorer: Pyannote, audio: np.ndarray) -> Any:
     batch: without it an hour of audio leaves ~0.85 GB of freed-but-held heap (heap.py).
     tests/test_decoding.py pins that both give the same scores."""
     file = {"waveform": Pyannote.preprocess_audio(audio), "sample_rate": SAMPLE_RATE}
-    return scorer.vad_pipeline._segmentation(file, hook=_trim_each_batch)
+    return compat_pyannote.segmentation_scores(scorer.vad_pipeline, file, _trim_each_batch)
 
 
 def _trim_each_batch(*_: Any, completed: int | None = None, **__: Any) -> None:

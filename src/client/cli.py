@@ -47,6 +47,17 @@ def parser() -> argparse.ArgumentParser:
     tgt.add_argument("--url", action="append", metavar="BASE_URL",
                      help="a worker's base URL, e.g. http://127.0.0.1:8001 (repeat it: jobs "
                           "are spread over them)")
+    # RunPod Batch jobs (batch.py, batch_api.py)
+    bat = p.add_argument_group("RunPod Batch jobs (with --endpoint)")
+    bat.add_argument("--batch", action="store_true",
+                     help="send the inputs as Batch jobs on the endpoint's batch workers "
+                          "instead of /run: cheaper, hours of latency; a rerun re-attaches "
+                          "(docs/scale-out.md, Batch jobs)")
+    bat.add_argument("--cancel-on-exit", action="store_true",
+                     help="cancel this run's batches when it is stopped (Ctrl-C); by default "
+                          "they go on and a rerun picks up their results")
+    bat.add_argument("--batch-poll-max", type=float, default=60.0, metavar="SECONDS",
+                     help="longest wait between two looks at a batch's progress (default 60)")
     p.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
     p.add_argument("--params", type=Path, help="JSON file of request parameters for every job")
     p.add_argument("--concurrency", type=int, default=8,
@@ -63,9 +74,10 @@ def parser() -> argparse.ArgumentParser:
                    help="resend inputs that failed before with an input error")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint for --s3 (R2, MinIO, ...); "
                    "AWS_ENDPOINT_URL works too")
-    p.add_argument("--url-expiry", type=int, default=6 * 3600, metavar="SECONDS",
-                   help="lifetime of the presigned URLs (default 6 h: made per attempt, they "
-                        "must outlast the time a job waits in the queue)")
+    p.add_argument("--url-expiry", type=int, metavar="SECONDS",
+                   help="lifetime of the presigned URLs (default 6 h, with --batch 7 days: "
+                        "made per attempt, they must outlast the time a job waits in the "
+                        "queue)")
     p.add_argument("--unreachable-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="stop when no target has been reachable for this long (default 300)")
     p.add_argument("--skip-params-check", action="store_true",
@@ -73,6 +85,23 @@ def parser() -> argparse.ArgumentParser:
                         "endpoint running a newer worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+async def _run_batch(args: argparse.Namespace, items: list[sources.Item],
+                     params: dict[str, Any], store: Store, session: aiohttp.ClientSession) -> int:
+    from .batch import BatchRunner
+
+    options = Options(params=params, retries=args.retries, max_inline_mb=args.max_inline_mb,
+                      retry_failed=args.retry_failed, progress=not args.no_progress)
+    runner = BatchRunner(items, store, options, session, args.endpoint,
+                         cancel_on_exit=args.cancel_on_exit, poll_max_s=args.batch_poll_max,
+                         unreachable_s=args.unreachable_timeout)
+    tally = await runner.run()
+    store.write_failures(tally.failures)
+    print(summary(tally, runner.pool, str(store.folder)), flush=True)
+    if tally.stopped:
+        return 2
+    return 1 if tally.failed else 0
 
 
 def load_params(path: Path | None, check: bool) -> dict[str, Any]:
@@ -108,6 +137,8 @@ async def _run(args: argparse.Namespace, items: list[sources.Item], params: dict
                store: Store) -> int:
     connector = aiohttp.TCPConnector(limit=args.concurrency + 16)
     async with aiohttp.ClientSession(connector=connector, raise_for_status=True) as session:
+        if args.batch:  # RunPod Batch jobs: batch.py
+            return await _run_batch(args, items, params, store, session)
         if args.endpoint:
             targets: list[Any] = [RunPodTarget(args.endpoint, session)]
         else:
@@ -138,6 +169,14 @@ def _items(args: argparse.Namespace) -> tuple[list[sources.Item], int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if (args.cancel_on_exit or args.batch) and not args.endpoint:
+        parser().error("--batch and --cancel-on-exit need --endpoint ID (Batch jobs run on a "
+                       "RunPod endpoint's batch workers).")
+    if args.cancel_on_exit and not args.batch:
+        parser().error("--cancel-on-exit goes with --batch (a /run job is cancelled when it "
+                       "passes --job-timeout).")
+    if args.url_expiry is None:  # a batch may wait hours to start: SigV4's longest lifetime
+        args.url_expiry = 7 * 24 * 3600 if args.batch else 6 * 3600
     for name in ("concurrency", "retries"):
         if getattr(args, name) < (1 if name == "concurrency" else 0):
             parser().error(f"--{name}: got {getattr(args, name)}, expected "

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from worker.compat import runpod as compat_runpod
+
 # RunPod's job states; the first three end a job.
 FAILED_STATES = ("FAILED", "TIMED_OUT", "CANCELLED")
 DONE_STATES = ("COMPLETED", *FAILED_STATES)
@@ -99,7 +101,7 @@ class HttpTarget:
 class RunPodTarget:
     """A RunPod endpoint through runpod's SDK (`runpod.AsyncioEndpoint`): its base URL
     (RUNPOD_ENDPOINT_BASE_URL), /run and /cancel. The SDK's `Job.status()`/`output()` drop a
-    failed job's error, so the status is read raw (`Job._fetch_job`)."""
+    failed job's error, so the status is read raw (worker/compat/runpod.py)."""
 
     def __init__(self, endpoint_id: str, session: aiohttp.ClientSession) -> None:
         import runpod
@@ -124,7 +126,8 @@ class RunPodTarget:
 
     async def status(self, job_id: str, wait_s: float) -> dict[str, Any]:
         try:
-            state = await asyncio.wait_for(self.jobs[job_id]._fetch_job(), min(wait_s, 120))
+            state = await asyncio.wait_for(compat_runpod.raw_status(self.jobs[job_id]),
+                                           min(wait_s, 120))
         except aiohttp.ClientResponseError as exc:
             if exc.status == 404:
                 raise JobLost(f"{self.name}: job {job_id} not found (HTTP 404)") from None

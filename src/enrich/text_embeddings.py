@@ -56,10 +56,6 @@ def _is_model(path: Path) -> bool:
         return False
 
 
-def _found(name: str) -> tuple[Path, dict[str, Any]] | None:
-    return models.find("embeddings", name, _is_model)
-
-
 def available() -> list[str]:
     """Names that resolve here: the manifest's models that are present, and other model
     folders in MODELS_DIR or MODELS_DIR/embeddings."""
@@ -69,13 +65,8 @@ def available() -> list[str]:
 def resolve(name: str) -> tuple[Path, dict[str, Any]]:
     """(local folder, manifest entry) of an embedding model: the one lookup (load() and the
     job's preflight use it). Filesystem checks only."""
-    found = _found(name)
-    if found is None:
-        raise InputError(
-            f"embedding_model: {name!r} is not a sentence-transformers or USE model folder in "
-            f"MODELS_DIR ({models.models_dir()}) nor a local path. Available: "
-            f"{', '.join(available()) or 'none'}.")
-    return found
+    return models.require("embeddings", name, _is_model, ("", EMBEDDINGS_DIR),
+                          "embedding_model", "a sentence-transformers or USE model folder")
 
 
 def load(name: str, device: str) -> Embedder:

@@ -119,11 +119,6 @@ def _is_model(path: Path) -> bool:
         return False
 
 
-def _found(name: str) -> tuple[str, dict[str, Any]] | None:
-    found = models.find("translation", name, _is_model)
-    return (str(found[0]), found[1]) if found else None
-
-
 def available() -> list[str]:
     """Names that resolve here: the manifest's models that are present, and other folders
     under MODELS_DIR/translation."""
@@ -133,13 +128,9 @@ def available() -> list[str]:
 def resolve(name: str) -> tuple[str, dict[str, Any]]:
     """(local dir, manifest entry) of a translation model: the one lookup (load() and the
     job's preflight use it). Filesystem checks only."""
-    found = _found(name)
-    if found is None:
-        raise InputError(
-            f"translation_model: {name!r} is not a CTranslate2 translation model in MODELS_DIR "
-            f"({models.models_dir()}) nor a local path. Available: "
-            f"{', '.join(available()) or 'none'}.")
-    return found
+    path, entry = models.require("translation", name, _is_model, (TRANSLATION_DIR,),
+                                 "translation_model", "a CTranslate2 translation model")
+    return str(path), entry
 
 
 def _kind(path: str, entry: dict[str, Any], tokenizer: Any) -> str:

@@ -75,7 +75,8 @@ def response(resolved: Resolved, outcome: Outcome, warnings: list[str],
         response["speaker_embeddings"] = embeddings_output(diarized)
     if options.word_timestamps:
         response["word_timestamps"] = [
-            {"word": w["word"], "start": w.get("start"), "end": w.get("end")}
+            {"word": w["word"], "start": w.get("start"), "end": w.get("end"),
+             "probability": w.get("probability")}
             for s in segments for w in s.get("words", [])
         ]
     if options.format != "json":

@@ -16,11 +16,12 @@ from __future__ import annotations
 import bisect
 import difflib
 import logging
+import math
 from collections.abc import Sequence
 
 from faster_whisper.transcribe import get_compression_ratio
 
-from asr import Segment, Window
+from asr import Segment, Window, Word
 
 log = logging.getLogger("worker.segments")
 
@@ -104,6 +105,31 @@ def partition(pieces: list[Segment], windows: list[Window]) -> list[Segment]:
         shares = [range(len(window.tokens))] if len(indices) == 1 else cut(window, texts)
         for i, share, text in zip(indices, shares, texts, strict=True):
             out[i] = pieces[i] | fields(window, share, text)
+            if window.token_logprobs and "words" in pieces[i]:
+                out[i]["words"] = with_probabilities(pieces[i]["words"], window, share)
+    return out
+
+
+def with_probabilities(words: list[Word], window: Window, share: Sequence[int]) -> list[Word]:
+    """Each word with `probability`: the mean probability of the tokens that spell it
+    (faster-whisper's word probability), from the piece's tokens (`share`). A token belongs
+    to the word holding its first non-space character, as in `cut`. Words that have one
+    (Whisper's cross-attention timings compute it) keep theirs."""
+    squashed, positions = _squash([window.token_text[i] for i in share])
+    probs = [math.exp(window.token_logprobs[i]) for i in share]
+    out: list[Word] = []
+    cursor = 0
+    for word in words:
+        text = "".join(word.get("word", "").split())
+        at = _find(squashed, text, cursor)
+        cursor = max(cursor, at + len(text))
+        mine = [p for p, pos in zip(probs, positions, strict=True) if at <= pos < at + len(text)]
+        if not mine and probs:  # a word no token starts in: the token it falls inside
+            k = max(0, bisect.bisect_right(positions, at) - 1)
+            mine = [probs[k]]
+        if mine and "probability" not in word:
+            word = word | {"probability": round(sum(mine) / len(mine), 4)}
+        out.append(word)
     return out
 
 

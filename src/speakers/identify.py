@@ -25,6 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from asr import Segment
 from inputs import media
 from worker import SAMPLE_RATE
+from worker.compat import pyannote as compat_pyannote
 from worker.errors import AudioError, InputError
 from worker.models import cache
 
@@ -122,7 +123,7 @@ def embedder(diarized: Any, device: str) -> Any:
         raise RuntimeError("the diarization pipeline was unloaded before identification")
 
     pipeline, _ = cache().get("diarize", (diarized.model, device), evicted)
-    return pipeline.model._embedding  # pyannote's own (private) handle on its embedding model
+    return compat_pyannote.embedding_model(pipeline.model)
 
 
 def _campplus(device: str) -> Any:

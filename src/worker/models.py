@@ -84,6 +84,19 @@ def find(kind: str, name: str, is_model: Callable[[Path], bool]
     return None
 
 
+def require(kind: str, name: str, is_model: Callable[[Path], bool], folders: tuple[str, ...],
+            field: str, what: str) -> tuple[Path, dict[str, Any]]:
+    """`find`, or the InputError naming the request's `field` and what this worker has."""
+    found = find(kind, name, is_model)
+    if found is None:
+        from .errors import InputError
+
+        raise InputError(
+            f"{field}: {name!r} is not {what} in MODELS_DIR ({models_dir()}) nor a local path. "
+            f"Available: {', '.join(available(kind, is_model, folders)) or 'none'}.")
+    return found
+
+
 def available(kind: str, is_model: Callable[[Path], bool], folders: tuple[str, ...]
               ) -> list[str]:
     """Names of `kind` that resolve here: the manifest's models that are present, and other

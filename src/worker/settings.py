@@ -84,6 +84,12 @@ class WorkerSettings(BaseSettings):
         "Largest response returned inline (RunPod: /run ~10 MB, /runsync ~20 MB). Without a "
         "bucket, jobs predicted to exceed it fail before transcription; larger results are "
         "truncated with a warning."))
+    stream_results: bool = Field(False, description=(
+        "`true`: the worker streams each job through RunPod's `/stream`: progress per stage, "
+        "each decoded batch's segments as soon as it is decoded, the final segments, and the "
+        "usual response as the last element; `/runsync` and `/status` then return the list "
+        "of every element (see [Streaming](#streaming)). For the whole endpoint, not per "
+        "request."))
     runpod_webhook_post_output: str | None = Field(None, description=(
         "Set by RunPod; when present, `/status` shows per-stage progress."))
 

@@ -21,3 +21,15 @@ def with_batch_sizes(pipeline: Any, segmentation: int, embedding: int) -> Any:
     view.segmentation_batch_size = segmentation
     view.embedding_batch_size = embedding
     return view
+
+
+def embedding_model(pipeline: Any) -> Any:
+    """The embedding model a SpeakerDiarization pipeline clusters with (callable on a
+    (batch, 1, samples) waveform tensor). pyannote keeps it in `_embedding` (private)."""
+    return pipeline._embedding
+
+
+def segmentation_scores(vad_pipeline: Any, file: dict[str, Any], hook: Any) -> Any:
+    """What applying pyannote's VoiceActivityDetection pipeline scores a file with: its
+    segmentation Inference (`_segmentation`, private), called with a progress `hook`."""
+    return vad_pipeline._segmentation(file, hook=hook)
