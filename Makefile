@@ -45,7 +45,8 @@ diarization-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/diarization_bench.py --split heldout
 
-# DER of the transcript's segments beside DER of speaker_turns, from whole default jobs
+# WDER (ours, the previous assignment, the hand-built assembly) and DER of speaker_turns and of
+# the transcript's segments, from whole default jobs
 # (docs/diarization.md).
 transcript-der-bench:
 	scripts/setup.sh --test

@@ -99,7 +99,8 @@ def predict(
             diarized = diarization.diarize(audio.waveform, opts.diarize, device, warnings,
                                            transcript.speech)
         if diarized is not None:  # words get speakers; a segment is split where they change
-            segments = speakers.assign(diarized.turns, segments, language.code)
+            segments = speakers.assign(diarized.turns, segments, language.code,
+                                       diarized.exclusive)
     if samples:
         with timings.stage("speaker_identification"):
             segments, diarized, identified = speakers.identify(

@@ -20,7 +20,8 @@ class Word(TypedDict, total=False):
 
 class Segment(TypedDict, total=False):
     """One output segment: ASR makes it (one per decoded window), alignment adds `words` /
-    `chars` and may cut it into sentences, diarization adds `speaker` and may cut it again."""
+    `chars` and may cut it into sentences, diarization adds `speaker` (and `overlap`) and may
+    cut it again. Every field is optional (total=False): stages add theirs."""
 
     id: int
     start: float | None
@@ -29,6 +30,9 @@ class Segment(TypedDict, total=False):
     words: list[Word]
     chars: list[dict[str, float | str]]
     speaker: str
+    # in overlapped speech (speakers.assign): others talk over it, `overlap_speakers` say who
+    overlap: bool
+    overlap_speakers: list[str]
     seek: int  # the window's start, in 10 ms frames
     tokens: list[int]  # the segment's own text tokens
     temperature: float  # the window's

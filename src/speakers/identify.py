@@ -173,7 +173,10 @@ def rename(segments: list[Segment], names: dict[str, str]) -> list[Segment]:
     """Matched speakers get their names in segments and words; others keep SPEAKER_xx."""
     def one(item: Mapping[str, Any]) -> dict[str, Any]:
         speaker = item.get("speaker")
-        return {**item, "speaker": names[speaker]} if speaker in names else dict(item)
+        out = {**item, "speaker": names[speaker]} if speaker in names else dict(item)
+        if "overlap_speakers" in item:
+            out["overlap_speakers"] = [names.get(s, s) for s in item["overlap_speakers"]]
+        return out
 
     return [cast(Segment, one(s) | ({"words": [one(w) for w in s["words"]]}
                                     if "words" in s else {}))
@@ -204,7 +207,10 @@ def run(samples: list[Sample], diarized: Any, segments: list[Segment], threshold
                               threshold, diarized.embedding_model or "")
     names = identification.names
     turns = diarized.turns.assign(speaker=diarized.turns["speaker"].replace(names))
+    exclusive = (None if diarized.exclusive is None else
+                 diarized.exclusive.assign(speaker=diarized.exclusive["speaker"].replace(names)))
     embeddings = ({names.get(k, k): v for k, v in diarized.embeddings.items()}
                   if diarized.embeddings else diarized.embeddings)
-    return (rename(segments, names), replace(diarized, turns=turns, embeddings=embeddings),
+    return (rename(segments, names), replace(diarized, turns=turns, exclusive=exclusive,
+                                        embeddings=embeddings),
             identification)
