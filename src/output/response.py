@@ -134,8 +134,10 @@ def debug_info(resolved: Resolved, o: Outcome) -> dict[str, Any]:
             "multilingual": o.asr_options.multilingual,
             "cut_as_mixed_language": transcript.stats.mixed,
         },
-        "alignment": {"method": aligned.method, "model": aligned.model,
-                      "by_language": aligned.by_language} if aligned else None,
+        "alignment": ({"method": aligned.method, "model": aligned.model}
+                      # several languages (multilingual): what each was aligned with
+                      | ({"by_language": aligned.by_language} if aligned.by_language else {})
+                      if aligned else None),
         "diarization": {"backend": diarized.backend, "model": diarized.model,
                         "turns": len(diarized.turns)} if diarized else None,
         "output": {
