@@ -59,7 +59,7 @@ split-bench:
 	.venv/bin/python scripts/split_bench.py
 
 # Code-switching (multilingual): WER against each turn transcribed alone, turns with the right
-# language, one-language cost of the mode (docs/decoding.md#multilingual).
+# language, one-language cost of the mode (docs/decoding.md#multilingual-code-switching).
 codeswitch-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/codeswitch_bench.py --split heldout

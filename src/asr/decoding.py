@@ -45,7 +45,8 @@ detected from the batch's encoder output (ctranslate2's `detect_language` takes 
 step per row, no second encoder pass) and each row is decoded with its own language token in
 the same `generate` call; its fallback re-decodes keep that prompt. A window whose top language
 is less sure than `MIXED_BELOW` and that holds a pause (`DecodeStats.cuttable`) is not decoded:
-it is marked `mixed`, and transcription.py cuts it at its pauses (docs/decoding.md#multilingual).
+it is marked `mixed`, and transcription.py cuts it at its pauses
+(docs/decoding.md#multilingual-code-switching).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def transcribe(
     partials = Partials(windows.windows, on_segments) if on_segments else None
     return gpu_faults.retry_on_oom(
         stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
-                                            score_tokens, batch, partials),
+                                            score_tokens, partials, batch),
         options.batch_size, warnings)
 
 
@@ -147,8 +147,8 @@ class Partials:
 
 def decode_windows(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
-    language: str, task: Task, score_tokens: bool, batch_size: int,
-    partials: Partials | None = None,
+    language: str, task: Task, score_tokens: bool, partials: Partials | None,
+    batch_size: int,
 ) -> Transcript:
     stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
     if not windows.windows:
