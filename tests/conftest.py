@@ -131,7 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # What makes a test a whole job (or a worker process): `make test-fast` leaves these out.
-JOB_FIXTURES = {"run_job", "api", "compat_api", "workers", "streamed"}
+JOB_FIXTURES = {"run_job", "api", "compat_api", "workers", "worker"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
