@@ -116,31 +116,13 @@ class BatchRunner(Runner):
         """The inputs without a result, as /run's path decides it (skips, too big)."""
         pending: list[Item] = []
         for item in self.items:
-            if item.kind == "file":
-                try:
-                    await asyncio.to_thread(item.hash_file)
-                except OSError as exc:
-                    self._fail(item, None, "unreadable", f"{item.name}: {exc.strerror or exc}",
-                               [])
-                    self.tally.too_big += 1
-                    continue
-            key = item.key()
-            previous = self.store.previous(key)
-            if key in self.by_key or (previous is not None and previous["status"] == "done"):
-                self.tally.skipped += 1  # done before, or the same bytes under another name
+            key = await self._key(item)
+            if key is None:
                 continue
-            if previous is not None and not self.o.retry_failed:
-                self.tally.skipped_failed += 1
-                self.tally.failures.append({
-                    "input": item.name, "key": key, "kind": "input_error",
-                    "error": previous["error"], "attempts": 0,
-                    "history": previous.get("attempts", []),
-                    "note": "failed before; --retry-failed sends it again"})
+            if key in self.by_key:  # in a re-attached batch, or the same bytes under another name
+                self.tally.skipped += 1
                 continue
-            too_big = item.too_big(self.o.max_inline_mb, self.params_bytes)
-            if too_big:
-                self.tally.too_big += 1
-                self._fail(item, key, "too_big", too_big, [])
+            if not self._admit(item, key):
                 continue
             self.by_key[key] = item
             pending.append(item)

@@ -214,30 +214,41 @@ class Runner:
         if isinstance(duration, (int, float)):
             self.tally.audio_s += duration
 
-    async def _process(self, item: Item) -> None:
+    async def _key(self, item: Item) -> str | None:
+        """The input's key (a file's is its sha256), or None, counted, when it can't be read."""
         if item.kind == "file":
             try:
                 await asyncio.to_thread(item.hash_file)
             except OSError as exc:
                 self._fail(item, None, "unreadable", f"{item.name}: {exc.strerror or exc}", [])
                 self.tally.too_big += 1
-                return
-        key = item.key()
+                return None
+        return item.key()
+
+    def _admit(self, item: Item, key: str) -> bool:
+        """Whether the input is to be sent; when not, it is counted: done before, failed before
+        (without --retry-failed), or too big to send inline."""
         previous = self.store.previous(key)
         if previous is not None and previous["status"] == "done":
             self.tally.skipped += 1
-            return
+            return False
         if previous is not None and not self.o.retry_failed:
             self.tally.skipped_failed += 1
             self.tally.failures.append({"input": item.name, "key": key, "kind": "input_error",
                                         "error": previous["error"], "attempts": 0,
                                         "history": previous.get("attempts", []),
                                         "note": "failed before; --retry-failed sends it again"})
-            return
+            return False
         too_big = item.too_big(self.o.max_inline_mb, self.params_bytes)
         if too_big:
             self.tally.too_big += 1
             self._fail(item, key, "too_big", too_big, [])
+            return False
+        return True
+
+    async def _process(self, item: Item) -> None:
+        key = await self._key(item)
+        if key is None or not self._admit(item, key):
             return
         attempts: list[dict[str, Any]] = []
         counted = 0
