@@ -359,6 +359,22 @@ class Conversation:
         return annotation
 
 
+@pytest.fixture
+def encodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts (batch sizes of) Whisper encoder passes; the real encoder still runs."""
+    from asr import decoding
+
+    calls: list[int] = []
+    real = decoding.ThresholdedWhisperModel.encode
+
+    def encode(self: Any, features: Any) -> Any:
+        calls.append(1 if np.ndim(features) == 2 else len(features))
+        return real(self, features)
+
+    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "encode", encode)
+    return calls
+
+
 # --- the worker as a process: runpod's local API on loopback ----------------------------------
 
 def process_env(**extra: str) -> dict[str, str]:

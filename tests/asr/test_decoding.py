@@ -188,20 +188,6 @@ def asr_options(**kw):
 
 # --- through the handler ---------------------------------------------------------------------
 
-@pytest.fixture
-def encodes(monkeypatch) -> list[int]:
-    """Counts (batch sizes of) Whisper encoder passes; the real encoder still runs."""
-    calls: list[int] = []
-    real = decoding.ThresholdedWhisperModel.encode
-
-    def encode(self, features):
-        calls.append(1 if np.ndim(features) == 2 else len(features))
-        return real(self, features)
-
-    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "encode", encode)
-    return calls
-
-
 GREEDY = {"best_of": 1}  # ctranslate2 takes top-k 1 for greedy search: one hypothesis
 
 

@@ -103,20 +103,6 @@ def two_languages() -> tuple[Any, Any, np.ndarray]:
 
 
 @pytest.fixture
-def encodes(monkeypatch) -> list[int]:
-    """Counts (batch sizes of) Whisper encoder passes; the real encoder still runs."""
-    calls: list[int] = []
-    real = decoding.ThresholdedWhisperModel.encode
-
-    def encode(self, features):
-        calls.append(1 if np.ndim(features) == 2 else len(features))
-        return real(self, features)
-
-    monkeypatch.setattr(decoding.ThresholdedWhisperModel, "encode", encode)
-    return calls
-
-
-@pytest.fixture
 def decodes(monkeypatch) -> list[tuple[int, list[list[int]], float]]:
     """Every batched decode: its rows, their prompts and its temperature (the real one runs)."""
     calls: list[tuple[int, list[list[int]], float]] = []
