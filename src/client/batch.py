@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -371,14 +370,7 @@ class BatchRunner(Runner):
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Tally:
-        if self.o.progress:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=len(self.items), unit="file", file=sys.stderr,
-                                dynamic_ncols=True)
-            except ImportError:
-                self.bar = None
+        self._open_bar()
         ticker = asyncio.create_task(self._ticker())
         try:
             self._load()

@@ -298,10 +298,8 @@ class Runner:
             await self._process(item)
             self._progress()
 
-    async def run(self) -> Tally:
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        for item in self.items:
-            queue.put_nowait(item)
+    def _open_bar(self) -> None:
+        """A progress bar over the inputs (`--progress`, when tqdm is installed)."""
         if self.o.progress:
             try:
                 from tqdm import tqdm
@@ -310,6 +308,12 @@ class Runner:
                                 dynamic_ncols=True)
             except ImportError:
                 self.bar = None
+
+    async def run(self) -> Tally:
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        for item in self.items:
+            queue.put_nowait(item)
+        self._open_bar()
         workers = [asyncio.create_task(self._worker(queue))
                    for _ in range(max(1, min(self.o.concurrency, len(self.items))))]
         ticker = asyncio.create_task(self._ticker())
