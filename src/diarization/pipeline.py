@@ -215,6 +215,22 @@ def _senko(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: li
                         "honours them.")
     backend = senko_backend(device)
     result = backend.diarizer.diarize_job(audio, bounds)
+    turns, exclusive, centroids = senko_turns(result, audio, backend.segmenter, speech)
+    embeddings = None
+    if options.embeddings:
+        kept = set(turns["speaker"])
+        embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
+    return Diarization(turns, embeddings, "senko",
+                       f"{senko_tuned.MODEL_NAME}, {frames.MODEL_NAME}",
+                       "CAM++ speech_campplus_sv_zh_en_16k-common_advanced", exclusive)
+
+
+def senko_turns(result: dict, audio: np.ndarray, segmenter: frames.Segmenter,
+                speech: list[tuple[float, float]] | None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """senko's result as the job's (turns, exclusive turns, CAM++ centroid per speaker)."""
+    from . import frames
+
     rows = result.get("merged_segments") or []
     # senko numbers speakers from 1 by speaking time; whisperx and pyannote count from 0.
     relabel = {old: f"SPEAKER_{i:02d}" for i, old in
@@ -230,16 +246,10 @@ def _senko(audio: np.ndarray, options: DiarizeOptions, device: str, warnings: li
     centroids = {relabel[k]: np.asarray(v) for k, v in
                  (result.get("speaker_centroids") or {}).items() if k in relabel}
     # speaker changes, short turns and overlaps on segmentation-3.0's frames (frames.py)
-    turns, exclusive = frames.refine(turns, audio, backend.segmenter, centroids)
+    turns, exclusive = frames.refine(turns, audio, segmenter, centroids)
     if speech is not None:  # no turn where the transcript has no speech
         turns, exclusive = clip_turns(turns, speech), clip_turns(exclusive, speech)
-    embeddings = None
-    if options.embeddings:
-        kept = set(turns["speaker"])
-        embeddings = {k: v.tolist() for k, v in centroids.items() if k in kept}
-    return Diarization(turns, embeddings, "senko",
-                       f"{senko_tuned.MODEL_NAME}, {frames.MODEL_NAME}",
-                       "CAM++ speech_campplus_sv_zh_en_16k-common_advanced", exclusive)
+    return turns, exclusive, centroids
 
 
 @dataclass(frozen=True)

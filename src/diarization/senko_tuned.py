@@ -32,6 +32,8 @@ from senko.cluster.cluster_cpu import CommonClustering
 
 from worker import SAMPLE_RATE
 
+from . import speaker_count
+
 MERGE_COSINE = 0.8
 MODEL_NAME = (f"senko {version('senko')} (Silero/pyannote VAD + CAM++, spectral clustering, "
               f"merge cosine {MERGE_COSINE})")
@@ -63,7 +65,8 @@ class BoundedDiarizer(senko.Diarizer):
     def spectral_cluster(self) -> Any:
         bounds = _bounds.get()
         if bounds is None or not bounds.any():
-            return self._spectral_cluster
+            return _Splitting(self._spectral_cluster,
+                              int(self.spectral_config["cluster"]["args"]["max_num_spks"]))
         return _BoundedClustering(dict(self.spectral_config["cluster"]["args"]), bounds)
 
     @spectral_cluster.setter
@@ -74,6 +77,22 @@ class BoundedDiarizer(senko.Diarizer):
         """senko's result for 16 kHz mono audio, clustered within the job's bounds."""
         with self._lock, _job_bounds(bounds):
             return self.diarize_samples(audio, sample_rate=SAMPLE_RATE) or {}
+
+
+class _Splitting:
+    """senko's clustering, then clusters that hold two voices split (speaker_count.py)."""
+
+    def __init__(self, inner: Any, max_count: int):
+        self.inner, self.max_count = inner, max_count
+
+    def __getattr__(self, name: str) -> Any:  # senko's settings (mer_cos, ...) as they are
+        return getattr(self.inner, name)
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        labels = self.inner(embeddings)
+        if len(embeddings) < self.inner.cluster_line:
+            return labels  # too few windows for senko to cluster: one speaker
+        return speaker_count.split_voices(labels, embeddings, self.max_count)
 
 
 class _BoundedClustering:
