@@ -150,7 +150,8 @@ def decode_windows(
     language: str, task: Task, score_tokens: bool, partials: Partials | None,
     batch_size: int,
 ) -> Transcript:
-    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
+    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens,
+                        expected=options.expected_languages)
     if not windows.windows:
         return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
