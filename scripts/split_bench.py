@@ -172,7 +172,11 @@ def main() -> None:
                              "english")
         mix = conversations.conversation("long-turns-2", 1, "heldout",
                                          args.conversation_seconds)
-        conv = whole_and_split(mix.audio, {"diarization": True}, args.split, tmp, "conv")
+        # the mixer's voices speak different languages: both jobs detect each window's own
+        # (multilingual), so the DER compares cuts and speakers, not which language a job
+        # happened to detect for the whole of its audio (docs/scale-out.md)
+        conv = whole_and_split(mix.audio, {"diarization": True, "multilingual": True},
+                               args.split, tmp, "conv")
     reference = mix.reference()
 
     def turns(r: dict) -> list:
