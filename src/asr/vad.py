@@ -126,20 +126,27 @@ def rest_scores(scorer: Pyannote, audio: np.ndarray, first: Head) -> Any:
 def _fixed(found: SpeechWindows, params: VadParams, edge: float) -> SpeechWindows:
     """The windows of a block's speech that no audio after `edge` can change.
 
-    Binarizing is causal up to the edge, so the regions differ only at the end: the region
-    still open at the edge (it may go on), and any region a later one may join (its padded
-    start, bridged by min_duration_off, reaches back at most pad_onset + min_duration_off).
-    So the last region and any ending that near the edge are left out. whisperx's merge is
-    greedy from the start: a window is closed by the first piece that does not fit, so a
-    window is fixed once a piece of a kept region follows it."""
+    Binarizing is causal up to the edge, so the regions can differ only at the end: the last
+    region may go on, and a later region may join any region ending near the edge (its padded
+    start, bridged by min_duration_off, reaches back pad_onset + min_duration_off). Cutting a
+    long region (`_split`) is causal too: all its pieces but the last are fixed once its start
+    is. whisperx's merge is greedy from the start: a window is closed by the first piece that
+    does not fit, so a window is fixed once a fixed piece follows it."""
     reach = edge - params.pad_onset - params.min_duration_off - 0.1
-    kept = [r for r in found.speech[:-1] if r[1] < reach]
-    if not kept:
+    if not found.speech:
         return SpeechWindows([], [], True)
-    end = kept[-1][1]
-    windows = [w for w, after in zip(found.windows, found.windows[1:], strict=False)
-               if after[0] < end]
-    return SpeechWindows(kept, windows, True)
+    if found.speech[-1][0] < reach:  # the last region's start is fixed, and all before it:
+        windows = found.windows[:-2]  # pieces up to the last one (in the last window)
+    else:
+        kept = [r for r in found.speech[:-1] if r[1] < reach]
+        end = kept[-1][1] if kept else -math.inf
+        windows = [w for w, after in zip(found.windows, found.windows[1:], strict=False)
+                   if after[0] < end]
+    if not windows:
+        return SpeechWindows([], [], True)
+    # the speech the windows are cut from (the regions up to their end)
+    cut = windows[-1][1]
+    return SpeechWindows([(a, min(b, cut)) for a, b in found.speech if a < cut], windows, True)
 
 
 def _file(audio: np.ndarray) -> dict[str, Any]:
