@@ -10,6 +10,7 @@ from faster_whisper.audio import pad_or_trim
 
 from worker import SAMPLE_RATE
 
+from .decoding import restrict
 from .options import LanguageOptions
 from .transcription import Transcript
 from .vad import SpeechWindows
@@ -36,7 +37,8 @@ def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
     """Whisper's language detector on the job's first speech windows (the VAD pass the job
     runs anyway): up to `language_detection_max_tries` of them, stopping at the first whose
     top probability exceeds `language_detection_min_prob`, else the majority language
-    (faster-whisper's rule). Cost: one encoder pass per window used, whatever the length."""
+    (faster-whisper's rule); with `expected_languages`, among those only. Cost: one encoder
+    pass per window used, whatever the length."""
     fixed = _fixed_language(loaded, options)
     if fixed is not None:
         return fixed
@@ -82,8 +84,8 @@ def _detect(loaded: Loaded, audio: np.ndarray, windows: list[tuple[float, float]
     for start, end in windows[: options.max_tries]:
         used += 1
         features = model.feature_extractor(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
-        top_token, prob = model.model.detect_language(model.encode(pad_or_trim(features)))[0][0]
-        code = top_token[2:-2]
+        ranked = model.model.detect_language(model.encode(pad_or_trim(features)))[0]
+        code, prob = restrict([(token[2:-2], p) for token, p in ranked], options.expected)[0]
         if prob > options.min_prob:
             break
         votes.setdefault(code, []).append(prob)

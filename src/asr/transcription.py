@@ -164,7 +164,8 @@ def decode_windows(
     language: str, task: Task, score_tokens: bool, partials: Partials | None,
     batch_size: int, rest: Callable[[], SpeechWindows] | None = None,
 ) -> Transcript:
-    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
+    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens,
+                        expected=options.expected_languages)
     if not windows.windows and rest is not None:
         windows, rest = rest(), None
     if not windows.windows:
