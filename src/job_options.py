@@ -52,7 +52,8 @@ def build(job: JobInput, warnings: list[str]) -> JobOptions:
     return JobOptions(
         vad=vad_options(job),
         language=LanguageOptions(job.language, job.language_detection_max_tries,
-                                 job.language_detection_min_prob, job.multilingual),
+                                 job.language_detection_min_prob, job.multilingual,
+                                 tuple(job.expected_languages or ())),
         asr=asr_options(job),
         align=AlignOptions(job.align_model, job.interpolate_method, job.return_char_alignments,
                            job.batch_size) if aligns else None,
@@ -92,7 +93,8 @@ def asr_options(job: JobInput) -> AsrOptions:
         initial_prompt=job.initial_prompt, hotwords=job.hotwords,
         suppress_tokens=tuple(int(t) for t in job.suppress_tokens.split(",") if t.strip()),
         suppress_numerals=job.suppress_numerals, chunk_size=job.chunk_size,
-        batch_size=job.batch_size, multilingual=job.multilingual)
+        batch_size=job.batch_size, multilingual=job.multilingual,
+        expected_languages=tuple(job.expected_languages or ()))
 
 
 def diarize_options(job: JobInput) -> DiarizeOptions:

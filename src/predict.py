@@ -68,17 +68,15 @@ def predict(
         loaded = asr.load_whisper(needs.whisper, compute_type, device)
         vad = asr.load_vad(device)
     # One VAD pass: language detection, transcription, translation and retries reuse it.
-    with timings.stage("vad"):
-        speech = asr.find_speech(vad, audio.waveform, audio.duration, opts.vad)
-    with timings.stage("language_detection"):
-        language = asr.detect_language(loaded, audio.waveform, speech, opts.language, warnings)
+    # Streaming: its first block first, so the first windows are decoded (and sent) early.
     # Alignment cuts windows into sentences (and speakers may cut them again): their pieces
     # then need each token's own log-probability (output/segments.py).
     partial = (lambda batch: on_segments(batch, False)) if on_segments else None
-    with timings.stage("transcription"):
-        transcript = asr.transcribe(loaded, speech, audio.waveform, opts.asr, language.code,
-                                    job.task, warnings, score_tokens=opts.align is not None,
-                                    on_segments=partial)
+    recognized = asr.recognize(loaded, vad, audio.waveform, audio.duration, opts.vad,
+                               opts.language, opts.asr, job.task, warnings, timings,
+                               score_tokens=opts.align is not None, on_segments=partial)
+    speech, language, transcript = (recognized.speech, recognized.language,
+                                    recognized.transcript)
     if opts.asr.multilingual:  # the language with the most speech, for one-field clients
         language = asr.spoken_language(transcript, language)
     english = None

@@ -125,6 +125,11 @@ PARAMS: tuple[Param, ...] = (
       "language; windows that mix languages are cut at their pauses. Each segment carries "
       "its `language`; `detected_language` is the language with the most speech. "
       "faster-whisper's name.", "language"),
+    P("expected_languages", list | None, None, "The languages the audio may be in, e.g. "
+      '`["ru", "en"]`: detection (and `multilingual`\'s, per window) picks among these only, '
+      "so a Russian turn can't come back as Ukrainian. null: any of Whisper's. `language`, "
+      "when given, must be one of them.", "language",
+      accepts='a list of Whisper language codes or names (["ru", "en"]), or "ru,en"'),
     P("task", str, "transcribe", "transcribe, or translate (into English).", "language",
       choices=("transcribe", "translate")),
     P("translate", bool, False, "Official-worker compatible: also return an English "
@@ -320,6 +325,8 @@ def parse_value(p: Param, value: Any, where: str) -> Any:
         p.type
     ):
         value = None
+    if p.name == "expected_languages" and isinstance(value, str):  # "ru,en" (an env value)
+        value = [part for part in value.split(",") if part.strip()]
     try:
         parsed = _ADAPTERS[p.name].validate_python(value)
     except ValidationError:
@@ -331,6 +338,8 @@ def parse_value(p: Param, value: Any, where: str) -> Any:
         if normalized not in p.choices:
             raise InputError(f"{where}: got {shown}, expected {p.allowed}.")
         return normalized
+    if p.name == "expected_languages":
+        return _languages(parsed, shown, where)
     if p.name == "language":
         code = normalize_language(parsed)
         if code is None:
@@ -347,6 +356,20 @@ def parse_value(p: Param, value: Any, where: str) -> Any:
                 f"{where}: got {shown}, expected comma-separated integer token ids like \"-1\"."
             ) from None
     return parsed
+
+
+def _languages(values: list[Any], shown: str, where: str) -> list[str] | None:
+    """expected_languages: each entry a Whisper language, as its code, in order, once."""
+    codes: list[str] = []
+    for value in values:
+        code = normalize_language(value) if isinstance(value, str) else None
+        if code is None:
+            raise InputError(
+                f"{where}: {_short(value)} in {shown} is not a Whisper language; expected "
+                "codes or names such as [\"ru\", \"en\"] (the codes the 'language' error lists).")
+        if code not in codes:
+            codes.append(code)
+    return codes or None
 
 
 # <job-input:start> (generated from PARAMS: python scripts/params_doc.py --write)
@@ -373,6 +396,7 @@ class JobInput:
     language_detection_min_prob: float = 0.5
     language_detection_max_tries: int = 3
     multilingual: bool = False
+    expected_languages: list[Any] | None = None
     task: Literal['transcribe', 'translate'] = 'transcribe'
     translate: bool = False
     batch_size: int = 32
@@ -530,6 +554,11 @@ def _cross_field_errors(v: dict[str, Any]) -> list[str]:
             f"input: num_speakers ({n}) is outside min_speakers..max_speakers ({lo}..{hi}); "
             "give num_speakers alone, or bounds that include it."
         )
+    expected, language = v["expected_languages"], v["language"]
+    if expected and language and language not in expected and not v["multilingual"]:
+        errors.append(f"input: language '{language}' is not among expected_languages "
+                      f"({', '.join(expected)}); add it there, or leave language null to "
+                      "detect one of them.")
     if v["speaker_verification"] and not v["speaker_samples"]:
         errors.append("input: speaker_verification is true but no speaker_samples were given; "
                       'add speaker_samples: [{"name": "...", "url": "..."}].')

@@ -140,6 +140,7 @@ class DecodeStats:
     # are its window's candidates
     allowed: dict[int, tuple[str, ...]] = field(default_factory=dict)
     mixed: int = 0  # windows not decoded as they mix languages (cut by transcription.py)
+    expected: tuple[str, ...] = ()  # multilingual: the languages a window may be in; (): any
     # what the queued windows were decoded with (whisperx resets its options after the job)
     context: tuple[list[int], Tokenizer, TranscriptionOptions] | None = field(
         default=None, repr=False)
@@ -206,6 +207,17 @@ def choose(candidates: list[WindowResult], options: TranscriptionOptions) -> Win
     return replace(last, text="" if silent else last.text, silent=silent)
 
 
+def restrict(ranked: list[tuple[str, float]], expected: tuple[str, ...]
+             ) -> list[tuple[str, float]]:
+    """The detector's ranking among the `expected_languages` only, their probabilities
+    renormalized to sum to 1 (given that it is one of them); all of it when none are given."""
+    kept = [(code, p) for code, p in ranked if code in expected] if expected else ranked
+    total = sum(p for _, p in kept)
+    if not expected or not kept or total <= 0:
+        return kept or ranked
+    return [(code, p / total) for code, p in kept]
+
+
 def pick(ranked: list[tuple[str, float]], allowed: tuple[str, ...] | None) -> tuple[str, float]:
     """The row's language: its most probable one, among `allowed` when it has a list."""
     return next((r for r in ranked if not allowed or r[0] in allowed), ranked[0])
@@ -240,6 +252,8 @@ class ThresholdedWhisperModel(WhisperModel):
         stats.batch_size = max(stats.batch_size, len(features))
         count = len(features)
         ranked = self.row_languages(encoder_output, tokenizer, options)
+        if ranked is not None and stats.expected:
+            ranked = [restrict(r, stats.expected) for r in ranked]
         languages = [pick(r, stats.allowed.get(stats.windows + i))
                      for i, r in enumerate(ranked)] if ranked is not None else None
         prompts = ([self.with_language(prompt, tokenizer, code) for code, _ in languages]

@@ -10,6 +10,7 @@ from faster_whisper.audio import pad_or_trim
 
 from worker import SAMPLE_RATE
 
+from .decoding import restrict
 from .options import LanguageOptions
 from .transcription import Transcript
 from .vad import SpeechWindows
@@ -36,33 +37,64 @@ def detect_language(loaded: Loaded, audio: np.ndarray, windows: SpeechWindows,
     """Whisper's language detector on the job's first speech windows (the VAD pass the job
     runs anyway): up to `language_detection_max_tries` of them, stopping at the first whose
     top probability exceeds `language_detection_min_prob`, else the majority language
-    (faster-whisper's rule). Cost: one encoder pass per window used, whatever the length."""
-    if options.language and not options.multilingual:
-        return Language(options.language, None, False)
-    model = loaded.model
-    if not model.model.is_multilingual:
-        return Language("en", None, False)  # *.en models
-    if options.multilingual:  # each window's, while decoding: see spoken_language
-        return Language(NO_SPEECH_LANGUAGE, None, False)
+    (faster-whisper's rule); with `expected_languages`, among those only. Cost: one encoder
+    pass per window used, whatever the length."""
+    fixed = _fixed_language(loaded, options)
+    if fixed is not None:
+        return fixed
     if not windows.windows:  # nothing but silence/padding to detect on
         warnings.append(f"language detection skipped: no speech; detected_language is "
                         f"'{NO_SPEECH_LANGUAGE}' by default.")
         return Language(NO_SPEECH_LANGUAGE, None, False)
+    return _detect(loaded, audio, windows.windows, options)[0]
+
+
+def detect_language_early(loaded: Loaded, audio: np.ndarray, first: SpeechWindows,
+                          options: LanguageOptions) -> Language | None:
+    """Streaming: `detect_language` on the file's first windows only (vad.head), when those
+    settle it: the detector stopped before running out of them, or used all it may. None when
+    the whole file's windows are needed."""
+    fixed = _fixed_language(loaded, options)
+    if fixed is not None:
+        return fixed
+    if not first.windows:
+        return None
+    language, exhausted = _detect(loaded, audio, first.windows, options)
+    return None if exhausted else language
+
+
+def _fixed_language(loaded: Loaded, options: LanguageOptions) -> Language | None:
+    """The job's language when nothing is detected before decoding."""
+    if options.language and not options.multilingual:
+        return Language(options.language, None, False)
+    if not loaded.model.model.is_multilingual:
+        return Language("en", None, False)  # *.en models
+    if options.multilingual:  # each window's, while decoding: see spoken_language
+        return Language(NO_SPEECH_LANGUAGE, None, False)
+    return None
+
+
+def _detect(loaded: Loaded, audio: np.ndarray, windows: list[tuple[float, float]],
+            options: LanguageOptions) -> tuple[Language, bool]:
+    """The detection, and whether it ran out of `windows` before its rule stopped it (more
+    windows could change it)."""
+    model = loaded.model
     votes: dict[str, list[float]] = {}
     used = 0
-    for start, end in windows.windows[: options.max_tries]:
+    for start, end in windows[: options.max_tries]:
         used += 1
         features = model.feature_extractor(audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
-        top_token, prob = model.model.detect_language(model.encode(pad_or_trim(features)))[0][0]
-        code = top_token[2:-2]
+        ranked = model.model.detect_language(model.encode(pad_or_trim(features)))[0]
+        code, prob = restrict([(token[2:-2], p) for token, p in ranked], options.expected)[0]
         if prob > options.min_prob:
             break
         votes.setdefault(code, []).append(prob)
     else:
         code = max(votes, key=lambda lang: len(votes[lang]))
         prob = max(votes[code])
+    exhausted = used < options.max_tries and used == len(windows) and prob <= options.min_prob
     log.info("detected language %s (p=%.2f) on %d speech window(s)", code, prob, used)
-    return Language(code, float(prob), True, used)
+    return Language(code, float(prob), True, used), exhausted
 
 
 def spoken_language(transcript: Transcript, job: Language) -> Language:

@@ -27,6 +27,7 @@ class LanguageOptions:
     max_tries: int  # speech windows the detector may look at
     min_prob: float  # a window whose top language is this sure ends the search
     multilingual: bool = False  # each window's own language, detected while decoding
+    expected: tuple[str, ...] = ()  # detection picks among these only; (): any
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class AsrOptions:
     batch_size: int
     # code-switching: each window decoded in its own detected language (docs/decoding.md)
     multilingual: bool = False
+    expected_languages: tuple[str, ...] = ()  # a window's language is one of these; (): any
 
     def faster_whisper(self) -> dict[str, Any]:
         """The fields faster-whisper's TranscriptionOptions takes (whisperx's `asr_options`)."""

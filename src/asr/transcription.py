@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -97,18 +98,23 @@ def transcribe(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
     language: str, task: Task, warnings: list[str], score_tokens: bool = False,
     stage: str = "transcription", on_segments: OnSegments | None = None,
+    rest: Callable[[], SpeechWindows] | None = None,
 ) -> Transcript:
     """The windows decoded at the job's batch_size; out of GPU memory, once more at half.
     `score_tokens`: the job will cut windows into several segments, which then need their
     tokens' own log-probabilities (decoding.py). `on_segments` gets each batch's windows as
-    soon as they are decoded (Partials)."""
+    soon as they are decoded (Partials). `rest` (streaming): `windows` are only the file's
+    first windows (vad.head); the first batch is decoded from them, then `rest()` gives the
+    job's windows (called once)."""
     if options.multilingual and not loaded.model.model.is_multilingual:
         warnings.append("multilingual is ignored: this model knows English only.")
         options = replace(options, multilingual=False)
     partials = Partials(windows.windows, on_segments) if on_segments else None
+    if rest is not None:
+        rest = functools.cache(rest)  # the out-of-memory retry runs the VAD's rest once
     return gpu_faults.retry_on_oom(
         stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
-                                            score_tokens, partials, batch),
+                                            score_tokens, partials, batch, rest),
         options.batch_size, warnings)
 
 
@@ -131,6 +137,14 @@ class Partials:
                             strict=True)))
         self.sent = max(self.sent, done)
 
+    def restart(self, windows: list[tuple[float, float]],
+                sent: list[tuple[float, float]]) -> None:
+        """The job's windows are decoded afresh: those already sent as the same window are
+        not sent again (a differing one may repeat a stretch: the final result is exact)."""
+        same = next((i for i, (a, b) in enumerate(zip(windows, sent, strict=False)) if a != b),
+                    min(len(windows), len(sent)))
+        self.windows, self.sent = windows, min(self.sent, same)
+
     def rest(self, done: list[tuple[tuple[float, float], WindowResult]]) -> None:
         """After every pass: what is not sent yet (cut pieces included), in time order."""
         after = self.windows[self.sent][0] if self.sent < len(self.windows) else float("inf")
@@ -148,9 +162,12 @@ class Partials:
 def decode_windows(
     loaded: Loaded, windows: SpeechWindows, audio: np.ndarray, options: AsrOptions,
     language: str, task: Task, score_tokens: bool, partials: Partials | None,
-    batch_size: int,
+    batch_size: int, rest: Callable[[], SpeechWindows] | None = None,
 ) -> Transcript:
-    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens)
+    stats = DecodeStats(batch_size=batch_size, score_tokens=score_tokens,
+                        expected=options.expected_languages)
+    if not windows.windows and rest is not None:
+        windows, rest = rest(), None
     if not windows.windows:
         return Transcript([], stats, windows.speech)
     # A pipeline per job: whisperx's pipeline keeps per-call state (tokenizer, options),
@@ -162,17 +179,27 @@ def decode_windows(
         vad_options={"chunk_size": options.chunk_size},
     )
     if options.multilingual:  # a window with a pause inside may be cut at a language change
-        stats.cuttable = {i for i, w in enumerate(windows.windows)
-                          if len(pieces(w, windows.speech)) > 1}
+        stats.cuttable = cuttable(windows)
     token = decode_stats.set(stats)
+    different: _NotThePrefix | None = None
     try:
         # Streaming: a small first batch, so the first segments come after it, not after a
         # full batch (on a CPU, half a 10-minute file); the rest in full batches.
         head = min(STREAM_FIRST_BATCH, batch_size) if partials else 0
-        done = [d for part, size in ((windows.windows[:head], head),
-                                     (windows.windows[head:], batch_size)) if part
-                for d in run_pipeline(pipeline, loaded.model, stats, part, audio, size,
-                                      language, task, options.chunk_size, partials)]
+        first = windows.windows[:head]
+        done = run_pipeline(pipeline, loaded.model, stats, first, audio, head, language, task,
+                            options.chunk_size, partials) if first else []
+        if rest is not None:  # the VAD's rest, while the first segments are on their way
+            windows = rest()
+            if windows.windows[: len(first)] != first:
+                raise _NotThePrefix(windows, first)
+            if options.multilingual:
+                stats.cuttable = cuttable(windows)
+            if partials:
+                partials.windows = windows.windows
+        later = windows.windows[len(first):]
+        done += run_pipeline(pipeline, loaded.model, stats, later, audio, batch_size, language,
+                             task, options.chunk_size, partials) if later else []
         mixed = [(w, r.candidates) for w, r in done if r.mixed]
         if mixed:  # decode their pieces, each in one of its window's languages (decoding.py)
             stats.cuttable = set()
@@ -183,8 +210,16 @@ def decode_windows(
                 language, task, options.chunk_size)
         if partials:
             partials.rest(done)
+    except _NotThePrefix as error:
+        different = error
     finally:
         decode_stats.reset(token)
+    if different is not None:  # vad._fixed rules this out; if it ever fails, stay exact
+        log.warning("streaming: the first windows are not the file's; decoding them again")
+        if partials:
+            partials.restart(different.windows.windows, different.first)
+        return decode_windows(loaded, different.windows, audio, options, language, task,
+                              score_tokens, partials, batch_size)
     fps = loaded.model.frames_per_second
     tokenizer = Tokenizer(loaded.model.hf_tokenizer, loaded.model.model.is_multilingual,
                           task=task, language=language)
@@ -196,6 +231,19 @@ def decode_windows(
         stats.fallback_passes, stats.stable, stats.silent, stats.mixed,
     )
     return Transcript(decoded, stats, windows.speech)
+
+
+class _NotThePrefix(Exception):
+    """Streaming: the job's windows do not start with the first windows decoded."""
+
+    def __init__(self, windows: SpeechWindows, first: list[tuple[float, float]]):
+        super().__init__("the first windows are not the file's")
+        self.windows, self.first = windows, first
+
+
+def cuttable(windows: SpeechWindows) -> set[int]:
+    """multilingual: the windows with a pause inside (index in the job's order)."""
+    return {i for i, w in enumerate(windows.windows) if len(pieces(w, windows.speech)) > 1}
 
 
 def run_pipeline(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeStats,

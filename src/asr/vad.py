@@ -6,6 +6,11 @@ binarized with all the job's rules (onset/offset, min_duration_on/off, pad_onset
 long regions are cut at the quietest frame, and the regions are merged into windows of at most
 `chunk_size` s (whisperx's merge). Language detection, transcription, the `translate` pass and
 the out-of-memory retry all reuse the result. `enable_vad: false` gives fixed windows instead.
+
+Streaming (`head` then `rest`): the same one pass in two parts. The first block's chunks are
+scored first and the windows they already fix are decoded and streamed; the rest's chunks then
+follow and all chunks are aggregated together, so the file's scores, speech and windows are
+exactly the one-part pass's, for no more model work.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pyannote.core import SlidingWindowFeature
 from whisperx.diarize import Segment as VadSegment
 from whisperx.vads import Pyannote, Vad
 from whisperx.vads.pyannote import Binarize
@@ -53,8 +59,98 @@ def scores(scorer: Pyannote, audio: np.ndarray) -> Any:
     `_segmentation` Inference to the file), run with a hook that trims the C heap after each
     batch: without it an hour of audio leaves ~0.85 GB of freed-but-held heap (heap.py).
     tests/asr/test_decoding.py pins that both give the same scores."""
-    file = {"waveform": Pyannote.preprocess_audio(audio), "sample_rate": SAMPLE_RATE}
-    return compat_pyannote.segmentation_scores(scorer.vad_pipeline, file, _trim_each_batch)
+    return compat_pyannote.segmentation_scores(scorer.vad_pipeline, _file(audio),
+                                               _trim_each_batch)
+
+
+# Streaming: the first block the VAD scores (s, rounded up to whole batches of its chunks): its
+# fixed windows are decoded while the rest of the file is scored. ~2 windows of speech; its
+# scoring costs ~3 % of a 10-min file's VAD on a CPU.
+FIRST_BLOCK = 60.0
+
+
+@dataclass(frozen=True)
+class Head:
+    """The VAD over a file's first block (streaming)."""
+
+    # The first windows, exactly the whole file's first windows: no later audio can change
+    # them (see `_fixed`); `speech` holds the regions they are cut from.
+    windows: SpeechWindows
+    chunks: Any  # the block's raw chunk scores (SlidingWindowFeature), which `rest` extends
+    next_sample: int  # where the rest's first chunk starts
+
+
+def head(scorer: Pyannote, audio: np.ndarray, params: VadParams, chunk_size: float,
+         block: float | None = None) -> Head | None:
+    """Score the file's first `block` s and find the windows they fix; None when the file is
+    too short to be worth two parts."""
+    pipeline = scorer.vad_pipeline
+    window, step, batch = compat_pyannote.segmentation_grid(pipeline, SAMPLE_RATE)
+    # Whole batches of chunks, as the one-part pass batches them: each chunk's scores are then
+    # computed in the very same batch (a batch's shape can change a model's float results).
+    block = FIRST_BLOCK if block is None else block
+    count = math.ceil(block * SAMPLE_RATE / (step * batch)) * batch
+    samples = (count - 1) * step + window  # the block's audio: exactly its `count` chunks
+    if samples + window >= len(audio):
+        return None
+    chunks = compat_pyannote.segmentation_chunks(pipeline, _file(audio[:samples]),
+                                                 _trim_each_batch)
+    scores = compat_pyannote.aggregate_chunks(pipeline, chunks, samples, SAMPLE_RATE)
+    # Frames before the first frame of the rest's first chunk are covered by the block's
+    # chunks alone: their scores are final (one frame less, for rounding).
+    frames = scores.sliding_window
+    final = frames.closest_frame(count * step / SAMPLE_RATE + 0.5 * frames.duration) - 1
+    scores = SlidingWindowFeature(scores.data[:final], frames)
+    edge = float(frames[final - 1].middle)
+    found = windows_from_scores(scores, params, chunk_size, edge)
+    return Head(_fixed(found, params, edge), chunks, count * step)
+
+
+def rest(scorer: Pyannote, audio: np.ndarray, first: Head, params: VadParams,
+         chunk_size: float, duration: float) -> SpeechWindows:
+    """The rest of the file scored after `first`'s block: the one-part pass's result."""
+    return windows_from_scores(rest_scores(scorer, audio, first), params, chunk_size, duration)
+
+
+def rest_scores(scorer: Pyannote, audio: np.ndarray, first: Head) -> Any:
+    """The whole file's scores (`scores`'s, equal to the last bit) from the first block's
+    chunks and the rest's."""
+    pipeline = scorer.vad_pipeline
+    more = compat_pyannote.segmentation_chunks(pipeline, _file(audio[first.next_sample:]),
+                                               _trim_each_batch)
+    chunks = SlidingWindowFeature(np.concatenate([first.chunks.data, more.data]),
+                                  first.chunks.sliding_window)
+    return compat_pyannote.aggregate_chunks(pipeline, chunks, len(audio), SAMPLE_RATE)
+
+
+def _fixed(found: SpeechWindows, params: VadParams, edge: float) -> SpeechWindows:
+    """The windows of a block's speech that no audio after `edge` can change.
+
+    Binarizing is causal up to the edge, so the regions can differ only at the end: the last
+    region may go on, and a later region may join any region ending near the edge (its padded
+    start, bridged by min_duration_off, reaches back pad_onset + min_duration_off). Cutting a
+    long region (`_split`) is causal too: all its pieces but the last are fixed once its start
+    is. whisperx's merge is greedy from the start: a window is closed by the first piece that
+    does not fit, so a window is fixed once a fixed piece follows it."""
+    reach = edge - params.pad_onset - params.min_duration_off - 0.1
+    if not found.speech:
+        return SpeechWindows([], [], True)
+    if found.speech[-1][0] < reach:  # the last region's start is fixed, and all before it:
+        windows = found.windows[:-2]  # pieces up to the last one (in the last window)
+    else:
+        kept = [r for r in found.speech[:-1] if r[1] < reach]
+        end = kept[-1][1] if kept else -math.inf
+        windows = [w for w, after in zip(found.windows, found.windows[1:], strict=False)
+                   if after[0] < end]
+    if not windows:
+        return SpeechWindows([], [], True)
+    # the speech the windows are cut from (the regions up to their end)
+    cut = windows[-1][1]
+    return SpeechWindows([(a, min(b, cut)) for a, b in found.speech if a < cut], windows, True)
+
+
+def _file(audio: np.ndarray) -> dict[str, Any]:
+    return {"waveform": Pyannote.preprocess_audio(audio), "sample_rate": SAMPLE_RATE}
 
 
 def _trim_each_batch(*_: Any, completed: int | None = None, **__: Any) -> None:

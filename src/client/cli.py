@@ -176,6 +176,7 @@ async def _run_split(args: argparse.Namespace, items: list[sources.Item], option
     as for files), then each file whose chunks all have results merged."""
     from worker.errors import AudioError
 
+    from . import split
     from .splitter import Settings, Splitter
 
     splitter = Splitter(store, options.params, Settings(args.split, args.split_codec,
@@ -194,9 +195,10 @@ async def _run_split(args: argparse.Namespace, items: list[sources.Item], option
         else:
             prepared.append(ready)
     chunks = [c for p in prepared for c in p.items]
-    # speakers are linked across chunks by their embeddings: every chunk job returns them
-    chunk_options = Options(**{**vars(options), "params": {
-        **options.params, "return_speaker_embeddings": True}})
+    # speakers are linked across chunks by their embeddings (every chunk job returns them);
+    # the file's speaker-count bounds become each chunk's (split.chunk_params)
+    chunk_options = Options(**{**vars(options),
+                               "params": split.chunk_params(options.params)})
     tally = await Runner(chunks, pool, store, chunk_options, session).run() if chunks else Tally()
     merged = 0
     for ready in prepared:

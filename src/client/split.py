@@ -181,13 +181,33 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(_unit(a), _unit(b)))
 
 
-def link_speakers(speakers: Sequence[ChunkSpeaker], threshold: float) -> list[Linked]:
+def chunk_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A file's request parameters as each chunk's: the speaker-count bounds are the file's,
+    and a chunk may hold fewer people than the file (one voice for ten minutes of a
+    three-person hearing). So the file's `num_speakers` or `max_speakers` is each chunk's
+    `max_speakers`, and `min_speakers` is not sent (it would make a chunk split one voice
+    in two, which linking can't undo: two speakers of one chunk never merge). The file's
+    bounds are kept by the merge (`link_speakers`' max_speakers). Every chunk returns its
+    speakers' embeddings, to link them by."""
+    out = {k: v for k, v in params.items()
+           if k not in ("num_speakers", "min_speakers", "max_speakers")}
+    most = params.get("num_speakers") or params.get("max_speakers")
+    if most is not None:
+        out["max_speakers"] = most
+    out["return_speaker_embeddings"] = True
+    return out
+
+
+def link_speakers(speakers: Sequence[ChunkSpeaker], threshold: float,
+                  max_speakers: int | None = None) -> list[Linked]:
     """Agglomerative linking with a cannot-link rule: every chunk speaker starts alone; the
     two groups whose centroids (seconds-weighted means of unit embeddings) are most similar
     merge while that cosine similarity is >= `threshold`, never two groups that share a chunk
-    (the chunk's diarization already said those are different people). Identified names
-    (not SPEAKER_xx) group by name. Groups are named SPEAKER_00, 01, ... in order of first
-    speech in the file; a name keeps its name."""
+    (the chunk's diarization already said those are different people). With `max_speakers`
+    (the file's num_speakers or max_speakers), merging goes on below the threshold while
+    there are more diarized groups than that, most similar first, still never two of one
+    chunk. Identified names (not SPEAKER_xx) group by name. Groups are named SPEAKER_00, 01,
+    ... in order of first speech in the file; a name keeps its name."""
     groups: list[Linked] = []
     named: dict[str, Linked] = {}
     for s in speakers:
@@ -201,6 +221,8 @@ def link_speakers(speakers: Sequence[ChunkSpeaker], threshold: float) -> list[Li
         sums = None if s.embedding is None else _unit(s.embedding) * max(s.seconds, 1e-3)
         groups.append(Linked([s], sums=sums))
     while True:
+        diarized = sum(1 for g in groups if not g.name)
+        floor = threshold if max_speakers is None or diarized <= max_speakers else -2.0
         best: tuple[float, int, int] | None = None
         for i, a in enumerate(groups):
             ca = a.centroid
@@ -212,7 +234,7 @@ def link_speakers(speakers: Sequence[ChunkSpeaker], threshold: float) -> list[Li
                 if cb is None or b.name or a.chunks & b.chunks:
                     continue
                 sim = float(np.dot(ca, cb))
-                if sim >= threshold and (best is None or sim > best[0]):
+                if sim >= floor and (best is None or sim > best[0]):
                     best = (sim, i, j)
         if best is None:
             break
@@ -298,15 +320,17 @@ class Merged:
 
 
 def merge(chunks: Sequence[Chunk], results: Sequence[Mapping[str, Any]], threshold: float,
-          *, duration: float, keep_embeddings: bool) -> Merged:
+          *, duration: float, keep_embeddings: bool, max_speakers: int | None = None
+          ) -> Merged:
     """The chunks' results as one result (renderings left to the caller): segments, words
-    and turns offset and relabelled, ids 0..n-1, speakers linked, the language with the most
+    and turns offset and relabelled, ids 0..n-1, speakers linked (at most `max_speakers`
+    diarized ones where the merge can: see link_speakers), the language with the most
     speech. Fields that can't be merged (debug_info, logs, text embeddings) are left out."""
     if len(chunks) != len(results) or not results:
         raise ValueError("one result per chunk")
     speakers = [s for i, (c, r) in enumerate(zip(chunks, results, strict=True))
                 for s in chunk_speakers(i, c, r)]
-    groups = link_speakers(speakers, threshold)
+    groups = link_speakers(speakers, threshold, max_speakers)
     names = names_per_chunk(groups, len(chunks))
     segments: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []

@@ -175,7 +175,8 @@ class Splitter:
             attempts += [{**a, "chunk": chunk.index} for a in record.get("attempts", [])]
         merged = split.merge(prepared.chunks, results, self.threshold,
                              duration=prepared.duration,
-                             keep_embeddings=bool(self.job.return_speaker_embeddings))
+                             keep_embeddings=bool(self.job.return_speaker_embeddings),
+                             max_speakers=self.job.num_speakers or self.job.max_speakers)
         result = self._render(merged.result, results)
         result["input_sha256"] = prepared.item.sha256
         result["split"] = {

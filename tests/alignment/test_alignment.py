@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ENGLISH_TEXT, NO_SAMPLING, normalize
+from conftest import ENGLISH_TEXT, MODELS, NO_SAMPLING, normalize
 
 JOB = {"diarization": False, "language": "en", "debug": True}
 
 
-@pytest.fixture(scope="session")
-def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised Wav2Vec2ForCTC with an English character vocabulary, saved the
+def build_tiny_wav2vec2(path: Path, letters: str) -> Path:
+    """A randomly initialised Wav2Vec2ForCTC with a character vocabulary of `letters`, saved the
     way Hugging Face checkpoints are: whisperx loads it with from_pretrained like any other."""
     import torch
     from transformers import (
@@ -27,8 +26,8 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Wav2Vec2Processor,
     )
 
-    path = tmp_path_factory.mktemp("tiny-wav2vec2")
-    chars = ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"]
+    path.mkdir(parents=True, exist_ok=True)
+    chars = ["<pad>", "<s>", "</s>", "<unk>", "|", *letters]
     (path / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(chars)}))
     tokenizer = Wav2Vec2CTCTokenizer(str(path / "vocab.json"), word_delimiter_token="|")
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000)
@@ -41,6 +40,12 @@ def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     Wav2Vec2ForCTC(config).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_wav2vec2(tmp_path_factory.mktemp("tiny-wav2vec2"),
+                               "abcdefghijklmnopqrstuvwxyz'")
 
 
 def assert_words_are_sane(result: dict) -> None:
@@ -132,3 +137,59 @@ def test_no_alignment_when_not_asked(run_job, english_wav, local_file):
     result = run_job({"audio_file": local_file(english_wav), "align_output": False} | JOB)
     assert result["debug_info"]["alignment"] is None
     assert all("words" not in s for s in result["segments"])
+
+
+RUSSIAN_ALIGNER = "jonatasgrosman/wav2vec2-large-xlsr-53-russian"  # the manifest's for ru
+
+
+@pytest.fixture
+def models_with_a_russian_aligner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MODELS_DIR as the image lays it out, with the manifest's Russian wav2vec2 model baked
+    (a tiny one with a Cyrillic vocabulary, in the Hugging Face cache layout the image's build
+    leaves) and no English one: the test suite's models, plus alignment/."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for entry in MODELS.iterdir():
+        if entry.name != "alignment":
+            (models / entry.name).symlink_to(entry)
+    revision = "0" * 40
+    repo = models / "alignment" / f"models--{RUSSIAN_ALIGNER.replace('/', '--')}"
+    build_tiny_wav2vec2(repo / "snapshots" / revision, "абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("MODELS_DIR", str(models))
+    return models
+
+
+def test_a_codeswitched_call_aligns_each_language_with_its_own_model(
+        run_job, local_file, media_dir, models_with_a_russian_aligner):
+    """multilingual: the Russian turns go through the baked Russian wav2vec2 model (found by
+    the manifest, loaded by whisperx from the cache), the English ones, whose model isn't
+    baked, through Whisper's cross-attention, with one warning naming the language."""
+    import soundfile
+
+    import conversations
+
+    mix, turns = conversations.codeswitched(1, "heldout", turns=4)
+    path = media_dir / "codeswitched-align.wav"
+    soundfile.write(path, mix.audio, conversations.RATE)
+    out = run_job({"audio_file": local_file(path), "multilingual": True, "diarization": False,
+                   "debug": True} | NO_SAMPLING)
+    assert "error" not in out, out
+    # Which languages base detects in the pieces is its call (a Russian piece may come back
+    # as Ukrainian): every language but Russian has no model here.
+    languages = {s["language"] for s in out["segments"]}
+    assert {"en", "ru"} <= languages, [(s["language"], s["text"]) for s in out["segments"]]
+    others = sorted(languages - {"ru"})
+    alignment = out["debug_info"]["alignment"]
+    main = "wav2vec2" if out["detected_language"] == "ru" else "whisper"
+    assert alignment["method"] == main
+    assert alignment["by_language"] == {"ru": RUSSIAN_ALIGNER} | dict.fromkeys(others, "whisper")
+    assert (f"no alignment model in this image for language(s) {', '.join(others)}; their "
+            "segments' word timings come from Whisper's cross-attention (bake them with the "
+            "image's ALIGN_LANGUAGES, or set align_model for the main language)."
+            in out["warnings"]), out["warnings"]
+    assert sum("alignment" in w for w in out["warnings"]) == 1, out["warnings"]
+    assert_words_are_sane(out)
+    starts = [s["start"] for s in out["segments"]]
+    assert starts == sorted(starts)  # the two languages' passes back in time order

@@ -31,6 +31,12 @@ def codeswitched_call(media_dir: Path) -> tuple[Path, list[Any]]:
     return path, turns
 
 
+@pytest.fixture(scope="module")
+def russian_call() -> np.ndarray:
+    """Debian's recorded Russian prompts, one after another (16 kHz)."""
+    return np.concatenate([read_16k(p) for p, _ in russian_prompts(4)])
+
+
 def turn_of(turns: list[Any], start: float, end: float) -> Any:
     middle = (start + end) / 2
     return min(turns, key=lambda t: max(t.start - middle, 0.0, middle - t.end))
@@ -64,6 +70,26 @@ def test_each_turn_of_a_codeswitched_call_is_transcribed_in_its_own_language(
     assert sum(r["segments"] for r in out["languages"]) == len(segments)
     assert out["detected_language"] == out["languages"][0]["code"]  # the most speech
     assert out["languages"][0]["speech_seconds"] >= out["languages"][1]["speech_seconds"] > 0
+
+
+def test_expected_languages_keep_every_window_of_a_codeswitched_call_in_them(
+        run_job, local_file, media_dir):
+    """Another held-out call, the two languages given (as the environment would give them):
+    no window comes back in a third language (base ranks Ukrainian first on some of the
+    short Russian pieces of this call), each segment's text in its language's script."""
+    import conversations
+
+    mix, turns = conversations.codeswitched(1, "heldout", turns=4)
+    path = media_dir / "codeswitched-expected.wav"
+    soundfile.write(path, mix.audio, conversations.RATE)
+    out = run_job({"audio_file": local_file(path), "multilingual": True, "diarization": False,
+                   "align_output": False, "expected_languages": "ru,en", **NO_SAMPLING})
+    assert "error" not in out, out
+    assert {s["language"] for s in out["segments"]} == {"ru", "en"}
+    assert {row["code"] for row in out["languages"]} == {"ru", "en"}
+    for s in out["segments"]:
+        assert CYRILLIC.search(s["text"]) if s["language"] == "ru" else (
+            LATIN.search(s["text"]) and not CYRILLIC.search(s["text"])), s
 
 
 def test_without_multilingual_every_segment_carries_the_jobs_language(
@@ -181,3 +207,29 @@ def test_a_cut_piece_takes_one_of_its_windows_languages():
     assert decoding.pick(piece, ("en", "ru")) == ("ru", 0.45)
     assert decoding.pick(piece, None) == ("uk", 0.48)  # a window of the job's own
     assert decoding.pick([("de", 0.9), ("fr", 0.1)], ("en",)) == ("de", 0.9)  # none allowed
+
+
+def test_expected_languages_restrict_the_detectors_ranking():
+    ranked = [("uk", 0.5), ("ru", 0.3), ("en", 0.1), ("be", 0.1)]
+    assert decoding.restrict(ranked, ("en", "ru")) == [("ru", pytest.approx(0.75)),
+                                                       ("en", pytest.approx(0.25))]
+    assert decoding.restrict(ranked, ()) == ranked
+    assert decoding.restrict(ranked, ("xx",)) == ranked  # nothing of it ranked: all of it
+    # a cut piece's candidates then come from the expected languages only
+    assert decoding.candidates(decoding.restrict(ranked, ("en", "ru"))) == ("ru", "en")
+
+
+def test_detection_picks_among_the_expected_languages_only(russian_call):
+    """Russian speech, with only English and German expected: one of them, however sure
+    the detector is that it is Russian; its probability given that it is one of them."""
+    from asr.options import LanguageOptions
+
+    loaded = asr.load_whisper(str(MODELS / "base"), "int8", "cpu")
+    windows = asr.SpeechWindows([(0.0, len(russian_call) / 16000)],
+                                [(0.0, min(len(russian_call) / 16000, 30.0))], True)
+    free = asr.detect_language(loaded, russian_call, windows, LanguageOptions(None, 1, 0.5), [])
+    assert free.code == "ru"  # the recording is Russian: the restriction is what's tested
+    got = asr.detect_language(loaded, russian_call, windows,
+                              LanguageOptions(None, 1, 0.5, expected=("en", "de")), [])
+    assert got.code in ("en", "de") and got.detected
+    assert got.probability is not None and 0.5 <= got.probability <= 1.0

@@ -344,6 +344,39 @@ def test_one_file_split_across_two_workers_merges_with_speakers_linked(
     assert json.loads((out / "call.wav.json").read_text()) == result
 
 
+def test_split_keeps_the_files_speaker_count_when_a_chunk_holds_one_voice(
+        workers: list[Worker], tmp_path: Path) -> None:
+    """num_speakers is the file's: pyannote's two-speaker call, then one of its voices alone
+    for three chunks. Sent to every chunk as it is, it made a one-voice chunk split its voice
+    in two (two speakers of one chunk never link), so the file had more speakers than it
+    said; each chunk gets it as max_speakers, and the merge keeps the file to it."""
+    audio = read_16k(ROOT / "samples" / "sample.wav")
+    alone = audio[round(21.8 * 16000):round(27.8 * 16000)]  # speaker91 alone (sample.rttm)
+    rng = np.random.default_rng(1)
+
+    def pause(seconds: float) -> np.ndarray:
+        return rng.normal(0, 1e-3, int(seconds * 16000)).astype("float32")
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    soundfile.write(folder / "call.wav", np.concatenate(
+        [audio, pause(1.5)] + [x for _ in range(6) for x in (alone, pause(1.0))]), 16000)
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({**PARAMS, "diarization": True, "num_speakers": 2}))
+    out = tmp_path / "out"
+    a, b = workers
+    rc, stdout, stderr = finish(client(
+        "--folder", str(folder), "--url", a.url, "--url", b.url, "--params", str(params),
+        "--out", str(out), "--split", "0.25", "--no-progress"), timeout=900)
+    assert rc == 0, stdout + stderr
+    result = json.loads((out / "call.wav.json").read_text())
+    chunks = result["split"]["chunks"]
+    assert len(chunks) >= 3 and chunks[-1]["start"] > 40  # one-voice chunks at the end
+    assert len(result["speakers"]) <= 2, result["speakers"]
+    labels = {s["id"] for s in result["speakers"]}
+    assert {s["speaker"] for s in result["segments"] if s.get("speaker")} <= labels
+
+
 def test_split_needs_a_folder_and_positive_minutes(tmp_path: Path) -> None:
     urls = tmp_path / "urls.txt"
     urls.write_text("https://example.com/a.mp3\n")

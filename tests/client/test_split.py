@@ -122,3 +122,29 @@ def test_merge_renumbers_offsets_relabels_and_picks_the_language_with_most_speec
     assert "debug_info" not in out
     with pytest.raises(ValueError, match="one result per chunk"):
         split.merge(chunks, [r0], 0.72, duration=45.0, keep_embeddings=False)
+
+
+def test_chunks_get_the_files_count_as_an_upper_bound_only() -> None:
+    # a chunk may hold fewer people than the file: a lower bound would split one voice in two
+    assert split.chunk_params({"num_speakers": 3, "diarization": True}) == {
+        "diarization": True, "max_speakers": 3, "return_speaker_embeddings": True}
+    assert split.chunk_params({"min_speakers": 2, "max_speakers": 4}) == {
+        "max_speakers": 4, "return_speaker_embeddings": True}
+    assert split.chunk_params({"min_speakers": 2}) == {"return_speaker_embeddings": True}
+
+
+def test_the_files_max_speakers_links_the_most_alike_below_the_threshold() -> None:
+    a, b = _vec(1, 0, 0), _vec(0, 1, 0)
+    speakers = [ChunkSpeaker(0, "SPEAKER_00", 10, 0.0, a),
+                ChunkSpeaker(0, "SPEAKER_01", 10, 1.0, b),
+                # chunk 1: chunk 0's SPEAKER_00 in a noisier room (cosine 0.6, below 0.72)
+                ChunkSpeaker(1, "SPEAKER_00", 10, 60.0, a + _vec(0, 0, 1.33)),
+                ChunkSpeaker(1, "SPEAKER_01", 10, 61.0, b)]
+    assert len(split.link_speakers(speakers, 0.72)) == 3
+    groups = split.link_speakers(speakers, 0.72, max_speakers=2)
+    assert split.names_per_chunk(groups, 2) == [
+        {"SPEAKER_00": "SPEAKER_00", "SPEAKER_01": "SPEAKER_01"},
+        {"SPEAKER_00": "SPEAKER_00", "SPEAKER_01": "SPEAKER_01"}]
+    # never two speakers of one chunk, whatever the bound
+    three = [ChunkSpeaker(0, f"SPEAKER_0{i}", 5, float(i), v) for i, v in enumerate((a, b, a + b))]
+    assert len(split.link_speakers(three, 0.72, max_speakers=1)) == 3

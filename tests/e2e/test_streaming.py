@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,44 @@ def test_segments_are_chunked_under_the_limit_in_order():
     chunks = list(streaming.chunks(segments, limit))  # type: ignore[arg-type]
     assert len(chunks) > 1 and [s for c in chunks for s in c] == segments
     assert all(len(json.dumps(c).encode()) <= limit for c in chunks)
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~100 s of real English speech (Debian's Allison prompts): longer than the VAD's first
+    block, so a streamed job scores it in two parts."""
+    import numpy as np
+    import soundfile
+
+    from asr import vad
+    from conftest import english_prompts, read_16k
+
+    pieces = []
+    for wav, _ in english_prompts(40):
+        pieces += [read_16k(wav), np.zeros(8000, dtype="float32")]
+    audio = np.concatenate(pieces)
+    assert len(audio) / 16000 > vad.FIRST_BLOCK + 30
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    soundfile.write(path, audio, 16000)
+    return path
+
+
+def test_the_first_segments_come_before_the_vad_of_the_whole_file_ends(long_speech,
+                                                                       run_job, local_file):
+    """The VAD scores the file's first block, its windows are decoded and sent, and only then
+    is the rest scored: the first `segments` element comes before the `vad` stage's progress.
+    The final result is the plain job's."""
+    job = {"audio_file": local_file(long_speech), "language": "en", "chunk_size": 10,
+           "batch_size": 4, "diarization": False} | NO_SAMPLING
+    elements = streamed(job, "stream-long")
+    kinds = [(e["type"], e.get("stage"), e.get("final")) for e in elements]
+    first = kinds.index(("segments", None, False))
+    assert first < kinds.index(("progress", "vad", None))
+    stages = [k[1] for k in kinds if k[0] == "progress"]
+    assert stages[:5] == ["download", "decode_audio", "model_load", "vad",
+                          "language_detection"] and stages.count("vad") == 1
+    partial = [s for e in elements if e["type"] == "segments" and not e["final"]
+               for s in e["segments"]]
+    assert all(a["end"] <= b["start"] for a, b in zip(partial, partial[1:], strict=False))
+    output = elements[-1]["output"]
+    assert without_logs(output) == without_logs(run_job(job))

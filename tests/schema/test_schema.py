@@ -20,6 +20,7 @@ def env_sample(p: Param) -> tuple[str, Any]:
     special = {
         "suppress_tokens": ("-1,50", "-1,50"),
         "huggingface_access_token": ("hf_env_token", "hf_env_token"),
+        "expected_languages": ("ru,en", ["ru", "en"]),
     }
     if p.name in special:
         return special[p.name]
@@ -104,6 +105,13 @@ def test_values_are_normalized() -> None:
     assert (v.transcription, v.language, v.output_format, v.compute_type) == (
         "plain_text", "ru", "srt", "int8")
     assert resolve({"audio": "x", "language": "pt-BR"}, {}).values.language == "pt"
+    # expected_languages: codes, in order, once; a list or (an env value) "ru,en"
+    languages = resolve({"audio": "x", "expected_languages": ["Russian", "EN", "ru-RU"]}, {})
+    assert languages.values.expected_languages == ["ru", "en"]
+    from_env = resolve({"audio": "x"}, {"EXPECTED_LANGUAGES": " uk, English "})
+    assert from_env.values.expected_languages == ["uk", "en"]
+    assert from_env.sources["expected_languages"] == "env:EXPECTED_LANGUAGES"
+    assert resolve({"audio": "x", "expected_languages": []}, {}).values.expected_languages is None
 
 
 def test_official_worker_request_is_accepted() -> None:
@@ -149,6 +157,14 @@ BAD_INPUTS = [
     ({"compute_type": "float8"}, "input 'compute_type': got 'float8', expected one of default"),
     ({"language": "klingon"}, "input 'language': got 'klingon', expected a Whisper language code"),
     ({"language": 7}, "input 'language': got 7, expected a Whisper language code or name"),
+    ({"expected_languages": ["ru", "klingon"]},
+     "input 'expected_languages': 'klingon' in ['ru', 'klingon'] is not a Whisper language; "
+     'expected codes or names such as ["ru", "en"] (the codes the \'language\' error lists).'),
+    ({"expected_languages": 7}, "input 'expected_languages': got 7, expected a list of Whisper "
+     'language codes or names (["ru", "en"]), or "ru,en"'),
+    ({"language": "de", "expected_languages": ["ru", "en"]},
+     "input: language 'de' is not among expected_languages (ru, en); add it there, or leave "
+     "language null to detect one of them."),
     ({"suppress_tokens": "-1,abc"},
      "input 'suppress_tokens': got '-1,abc', expected comma-separated integer token ids"),
     ({"min_speakers": 3, "max_speakers": 2},
