@@ -181,3 +181,7 @@ def test_a_cut_piece_takes_one_of_its_windows_languages():
     assert decoding.pick(piece, ("en", "ru")) == ("ru", 0.45)
     assert decoding.pick(piece, None) == ("uk", 0.48)  # a window of the job's own
     assert decoding.pick([("de", 0.9), ("fr", 0.1)], ("en",)) == ("de", 0.9)  # none allowed
+    # ...unless the piece rules them out: a window mostly English may have (en, pl) as its
+    # candidates; its short Russian turn is not decoded as Polish
+    assert decoding.pick([("ru", 0.93), ("uk", 0.04), ("en", 0.01), ("pl", 0.002)],
+                         ("en", "pl")) == ("ru", 0.93)
