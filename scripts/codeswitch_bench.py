@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--mixed-below", type=float, default=decoding.MIXED_BELOW)
     parser.add_argument("--min-piece", type=float, default=transcription.MIN_PIECE)
+    parser.add_argument("--no-wder", action="store_true", help="skip the diarized jobs")
+    parser.add_argument("--no-cost", action="store_true",
+                        help="skip the one-language calls (the mode's cost)")
     args = parser.parse_args()
     decoding.MIXED_BELOW, transcription.MIN_PIECE = args.mixed_below, args.min_piece
     refs: list[str] = []
@@ -109,7 +112,7 @@ def main() -> None:
             soundfile.write(path, mix.audio, conversations.RATE)
             on, _ = job(path, multilingual=True, debug=True)
             off, _ = job(path)
-            diarized, _ = job(path, multilingual=True, diarization=True)
+            diarized = on if args.no_wder else job(path, multilingual=True, diarization=True)[0]
             wders["code-switched"] += wder.score(mix.turns, wder.timed_words(diarized["segments"]))
             cut += on["debug_info"]["decode"]["cut_as_mixed_language"]
             for turn, (text_on, langs), (text_off, _), (text_diarized, _) in zip(
@@ -130,7 +133,8 @@ def main() -> None:
                       f"WER oracle {wer([turn.text], [hyp['oracle'][-1]]):.2f} on "
                       f"{wer([turn.text], [text_on]):.2f} | {normalize(turn.text)[:40]} | "
                       f"{normalize(text_on)[:40]}", flush=True)
-        for index in range(args.calls):  # the same mixer's one-language two-voice calls
+        for index in range(0 if args.no_wder else args.calls):  # the same mixer's
+            # one-language two-voice calls
             mix = conversations.conversation("same-language", index, args.split)
             path = Path(tmp) / f"{mix.name}.wav"
             soundfile.write(path, mix.audio, conversations.RATE)
@@ -150,13 +154,16 @@ def main() -> None:
             print(f"| {label} | {value:.3f} | {value / oracle_wer:.2f}x |")
         print(f"turns with the right language (multilingual): {right}/{turns_total} "
               f"({100 * right / turns_total:.0f} %)")
-        print("\nWDER, multilingual and diarization on (token-free default backend):")
-        print("| calls | WDER | wrong / counted words |")
-        print("|---|---|---|")
-        for name, sc in wders.items():
-            label = {"code-switched": f"code-switched en/ru ({args.calls})",
-                     "one-language": f"one-language, same-language ({args.calls})"}[name]
-            print(f"| {label} | {sc.wder:.3f} | {sc.wrong} / {sc.counted} |")
+        if not args.no_wder:
+            print("\nWDER, multilingual and diarization on (token-free default backend):")
+            print("| calls | WDER | wrong / counted words |")
+            print("|---|---|---|")
+            for name, sc in wders.items():
+                label = {"code-switched": f"code-switched en/ru ({args.calls})",
+                         "one-language": f"one-language, same-language ({args.calls})"}[name]
+                print(f"| {label} | {sc.wder:.3f} | {sc.wrong} / {sc.counted} |")
+        if args.no_cost:
+            return
         print("\none-language calls, multilingual on vs off (same run, alternating):")
         print("| call | WER off | WER on | time off (s) | time on (s) | time on/off |")
         print("|---|---|---|---|---|---|")
