@@ -5,6 +5,10 @@ calls that switch between English and Russian at every turn (scripts/conversatio
 - WER of the call transcribed with `multilingual: true` against the oracle, each turn transcribed
   alone with its language given, in the same run (target <= 1.15x), and with the mode off;
 - the share of turns whose words carry the right `language` (target >= 90 %);
+- WDER (scripts/wder.py) of the code-switched calls transcribed with the mode on and diarization
+  on (the token-free default backend), against the same mixer's one-language two-voice
+  conversations (conversations.py `same-language`), same job settings, same run (target: no
+  higher); the diarized job's WER is printed too;
 - on one-language calls (the same builder, one voice's language on both sides): WER and job
   time with the mode on against off (target: within 3 %). Timings on a shared machine are
   noisy: the two modes alternate, and only their ratio within this run is printed.
@@ -31,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CONTAINER_LOG", str(ROOT / ".cache" / "bench-container-log.txt"))
 
 import conversations  # noqa: E402 (after the environment above)
+import wder  # noqa: E402
 
 PAIR = ("en-allison", "ru-ivrvoice")
 
@@ -91,11 +96,15 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--mixed-below", type=float, default=decoding.MIXED_BELOW)
     parser.add_argument("--min-piece", type=float, default=transcription.MIN_PIECE)
+    parser.add_argument("--no-wder", action="store_true", help="skip the diarized jobs")
+    parser.add_argument("--no-cost", action="store_true",
+                        help="skip the one-language calls (the mode's cost)")
     args = parser.parse_args()
     decoding.MIXED_BELOW, transcription.MIN_PIECE = args.mixed_below, args.min_piece
     refs: list[str] = []
-    hyp = {"on": [], "off": [], "oracle": []}  # type: dict[str, list[str]]
+    hyp = {"on": [], "off": [], "oracle": [], "diarized": []}  # type: dict[str, list[str]]
     right = turns_total = cut = 0
+    wders = {"code-switched": wder.Score(0, 0, 0), "one-language": wder.Score(0, 0, 0)}
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.calls):
             mix, turns = conversations.codeswitched(index, args.split, PAIR, args.turns)
@@ -103,34 +112,58 @@ def main() -> None:
             soundfile.write(path, mix.audio, conversations.RATE)
             on, _ = job(path, multilingual=True, debug=True)
             off, _ = job(path)
+            diarized = on if args.no_wder else job(path, multilingual=True, diarization=True)[0]
+            wders["code-switched"] += wder.score(mix.turns, wder.timed_words(diarized["segments"]))
             cut += on["debug_info"]["decode"]["cut_as_mixed_language"]
-            for turn, (text_on, langs), (text_off, _) in zip(
-                    turns, by_turn(on, turns), by_turn(off, turns), strict=True):
+            for turn, (text_on, langs), (text_off, _), (text_diarized, _) in zip(
+                    turns, by_turn(on, turns), by_turn(off, turns), by_turn(diarized, turns),
+                    strict=True):
                 alone = Path(tmp) / "turn.wav"
                 soundfile.write(alone, turn.audio, conversations.RATE)
                 oracle, _ = job(alone, language=turn.language)
                 refs.append(turn.text)
                 hyp["on"].append(text_on)
                 hyp["off"].append(text_off)
+                hyp["diarized"].append(text_diarized)
                 hyp["oracle"].append(" ".join(s["text"] for s in oracle["segments"]))
                 turns_total += 1
                 got = max(langs, key=lambda k: langs[k]) if langs else "-"
                 right += got == turn.language
-                print(f"  {mix.name} {turn.language} {got} | {normalize(turn.text)[:50]} | "
-                      f"{normalize(text_on)[:50]}", flush=True)
+                print(f"  {mix.name} {turn.start:5.1f}-{turn.end:5.1f} {turn.language} {got} "
+                      f"WER oracle {wer([turn.text], [hyp['oracle'][-1]]):.2f} on "
+                      f"{wer([turn.text], [text_on]):.2f} | {normalize(turn.text)[:40]} | "
+                      f"{normalize(text_on)[:40]}", flush=True)
+        for index in range(0 if args.no_wder else args.calls):  # the same mixer's
+            # one-language two-voice calls
+            mix = conversations.conversation("same-language", index, args.split)
+            path = Path(tmp) / f"{mix.name}.wav"
+            soundfile.write(path, mix.audio, conversations.RATE)
+            diarized, _ = job(path, multilingual=True, diarization=True)
+            wders["one-language"] += wder.score(mix.turns, wder.timed_words(diarized["segments"]))
         oracle_wer = wer(refs, hyp["oracle"])
         print(f"\nsplit {args.split}: {args.calls} code-switched calls (en/ru), {turns_total} "
               f"turns; MIXED_BELOW {decoding.MIXED_BELOW}, MIN_PIECE {transcription.MIN_PIECE}"
               f"; {cut} window(s) cut as mixed")
         print("| transcript | WER | / oracle |")
         print("|---|---|---|")
-        for name in ("oracle", "on", "off"):
+        for name in ("oracle", "on", "off", "diarized"):
             value = wer(refs, hyp[name])
             label = {"oracle": "oracle (turn alone, language given)",
-                     "on": "multilingual: true", "off": "multilingual: false"}[name]
+                     "on": "multilingual: true", "off": "multilingual: false",
+                     "diarized": "multilingual: true, diarization: true"}[name]
             print(f"| {label} | {value:.3f} | {value / oracle_wer:.2f}x |")
         print(f"turns with the right language (multilingual): {right}/{turns_total} "
               f"({100 * right / turns_total:.0f} %)")
+        if not args.no_wder:
+            print("\nWDER, multilingual and diarization on (token-free default backend):")
+            print("| calls | WDER | wrong / counted words |")
+            print("|---|---|---|")
+            for name, sc in wders.items():
+                label = {"code-switched": f"code-switched en/ru ({args.calls})",
+                         "one-language": f"one-language, same-language ({args.calls})"}[name]
+                print(f"| {label} | {sc.wder:.3f} | {sc.wrong} / {sc.counted} |")
+        if args.no_cost:
+            return
         print("\none-language calls, multilingual on vs off (same run, alternating):")
         print("| call | WER off | WER on | time off (s) | time on (s) | time on/off |")
         print("|---|---|---|---|---|---|")

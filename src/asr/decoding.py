@@ -83,13 +83,18 @@ SAMPLING_TOPK = 0
 # multilingual: a window whose top language is less sure than this mixes languages (Whisper's
 # detector gives a one-language 30 s window >= 0.95; one holding two languages shares the mass
 # between them). Chosen on the dev split of scripts/codeswitch_bench.py, see docs/decoding.md.
-MIXED_BELOW = 0.9
+MIXED_BELOW = 0.96
 # A mixed window's candidate languages: its top ones, until they hold this share of the
 # detector's mass (at most MAX_CANDIDATES). Its pieces are decoded in one of them: a short piece
 # alone is easily taken for a neighbour language (Russian for Ukrainian), which the whole
 # window, hearing more speech, had ruled out.
 CANDIDATE_MASS = 0.9
 MAX_CANDIDATES = 3
+# ...unless the piece itself rules them out: a candidate less probable than this share of the
+# piece's own top language is not taken. A window mostly English with one short Russian turn
+# may have (en, pl) as candidates; its Russian piece (ru 0.9, pl 0.002) was decoded as Polish.
+# Neighbour languages stay close (a Russian piece: uk 0.48, ru 0.45).
+CANDIDATE_RATIO = 0.2
 
 
 @dataclass(frozen=True)
@@ -219,8 +224,11 @@ def restrict(ranked: list[tuple[str, float]], expected: tuple[str, ...]
 
 
 def pick(ranked: list[tuple[str, float]], allowed: tuple[str, ...] | None) -> tuple[str, float]:
-    """The row's language: its most probable one, among `allowed` when it has a list."""
-    return next((r for r in ranked if not allowed or r[0] in allowed), ranked[0])
+    """The row's language: its most probable one, among `allowed` when it has a list and one
+    of them is not far less probable than the row's top (CANDIDATE_RATIO)."""
+    floor = ranked[0][1] * CANDIDATE_RATIO
+    return next((r for r in ranked if not allowed or (r[0] in allowed and r[1] >= floor)),
+                ranked[0])
 
 
 def candidates(ranked: list[tuple[str, float]]) -> tuple[str, ...]:

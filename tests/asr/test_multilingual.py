@@ -207,6 +207,35 @@ def test_a_cut_piece_takes_one_of_its_windows_languages():
     assert decoding.pick(piece, ("en", "ru")) == ("ru", 0.45)
     assert decoding.pick(piece, None) == ("uk", 0.48)  # a window of the job's own
     assert decoding.pick([("de", 0.9), ("fr", 0.1)], ("en",)) == ("de", 0.9)  # none allowed
+    # ...unless the piece rules them out: a window mostly English may have (en, pl) as its
+    # candidates; its short Russian turn is not decoded as Polish
+    assert decoding.pick([("ru", 0.93), ("uk", 0.04), ("en", 0.01), ("pl", 0.002)],
+                         ("en", "pl")) == ("ru", 0.93)
+
+
+def test_a_short_english_turn_inside_a_mostly_russian_window_keeps_its_words(
+        run_job, media_dir, local_file):
+    """A window of ~20 s of Russian and one short English turn: Whisper's detector still gives
+    it to Russian with > 0.9, and decoded whole in Russian the English turn was lost."""
+    from conftest import Conversation
+
+    ru = [read_16k(p) for p, _ in russian_prompts(6)[2:6]]
+    (en_path, en_text), = english_prompts(1, skip=5)
+    call = Conversation()
+    for audio in ru[:3]:
+        call.say(audio, "ru").pause(0.3)
+    call.pause(0.4).say(read_16k(en_path), "en").pause(0.7).say(ru[3], "ru").pause(0.5)
+    path = call.write(media_dir / "mostly-russian.wav")
+    out = run_job({"audio_file": local_file(path), "multilingual": True, "diarization": False,
+                   **NO_SAMPLING})
+    assert "error" not in out, out
+    [(start, end, _)] = [t for t in call.turns if t[2] == "en"]
+    english = [s for s in out["segments"] if (s["start"] + s["end"]) / 2 > start
+               and (s["start"] + s["end"]) / 2 < end]
+    said = " ".join(s["text"] for s in english)
+    assert english and all(s["language"] == "en" for s in english), out["segments"]
+    words = set(normalize(en_text).split())
+    assert sum(w in words for w in normalize(said).split()) >= len(words) / 2, said
 
 
 def test_expected_languages_restrict_the_detectors_ranking():
