@@ -365,8 +365,9 @@ def _languages(values: list[Any], shown: str, where: str) -> list[str] | None:
         code = normalize_language(value) if isinstance(value, str) else None
         if code is None:
             raise InputError(
-                f"{where}: {_short(value)} in {shown} is not a Whisper language; expected "
-                "codes or names such as [\"ru\", \"en\"] (the codes the 'language' error lists).")
+                f"{where}: got {shown}, expected Whisper language codes or names such as "
+                f"[\"ru\", \"en\"]: {_short(value)} is not one (the 'language' error lists "
+                "the codes).")
         if code not in codes:
             codes.append(code)
     return codes or None

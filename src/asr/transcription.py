@@ -114,7 +114,7 @@ def transcribe(
         rest = functools.cache(rest)  # the out-of-memory retry runs the VAD's rest once
     return gpu_faults.retry_on_oom(
         stage, lambda batch: decode_windows(loaded, windows, audio, options, language, task,
-                                            score_tokens, partials, batch, rest),
+                                            score_tokens, partials, batch, rest=rest),
         options.batch_size, warnings)
 
 

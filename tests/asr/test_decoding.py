@@ -486,7 +486,8 @@ def test_one_vad_pass_serves_detection_transcription_translation_and_the_retry(
         return real_vad(*args, **kwargs)
 
     def oom_once(*args, **kwargs):
-        batches.append(args[-1])
+        batches.append(inspect.signature(real_transcribe).bind(*args, **kwargs)
+                       .arguments["batch_size"])
         if len(batches) == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
         return real_transcribe(*args, **kwargs)

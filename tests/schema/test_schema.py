@@ -158,8 +158,9 @@ BAD_INPUTS = [
     ({"language": "klingon"}, "input 'language': got 'klingon', expected a Whisper language code"),
     ({"language": 7}, "input 'language': got 7, expected a Whisper language code or name"),
     ({"expected_languages": ["ru", "klingon"]},
-     "input 'expected_languages': 'klingon' in ['ru', 'klingon'] is not a Whisper language; "
-     'expected codes or names such as ["ru", "en"] (the codes the \'language\' error lists).'),
+     "input 'expected_languages': got ['ru', 'klingon'], expected Whisper language codes or "
+     'names such as ["ru", "en"]: \'klingon\' is not one (the \'language\' error lists the '
+     "codes)."),
     ({"expected_languages": 7}, "input 'expected_languages': got 7, expected a list of Whisper "
      'language codes or names (["ru", "en"]), or "ru,en"'),
     ({"language": "de", "expected_languages": ["ru", "en"]},

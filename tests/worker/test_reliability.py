@@ -3,6 +3,7 @@ concurrent jobs' logs, progress updates."""
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 import threading
 from pathlib import Path
@@ -21,12 +22,17 @@ def short(local_file, sample_clip) -> str:
     return local_file(sample_clip(4))
 
 
+def batch_size_of(function, args, kwargs) -> int:
+    """The batch_size a call of `function` got, however it was passed."""
+    return inspect.signature(function).bind(*args, **kwargs).arguments["batch_size"]
+
+
 def fail_first_call(monkeypatch, exc: BaseException) -> list[int]:
     """Make the decoding raise `exc` once, then run for real; returns the batch sizes."""
     real, calls = transcription.decode_windows, []
 
     def flaky(*args, **kwargs):
-        calls.append(args[-1])
+        calls.append(batch_size_of(real, args, kwargs))
         if len(calls) == 1:
             raise exc
         return real(*args, **kwargs)
