@@ -216,10 +216,10 @@ def restrict(ranked: list[tuple[str, float]], expected: tuple[str, ...]
              ) -> list[tuple[str, float]]:
     """The detector's ranking among the `expected_languages` only, their probabilities
     renormalized to sum to 1 (given that it is one of them); all of it when none are given."""
-    kept = [(code, p) for code, p in ranked if code in expected] if expected else ranked
+    kept = [(code, p) for code, p in ranked if code in expected]
     total = sum(p for _, p in kept)
-    if not expected or not kept or total <= 0:
-        return kept or ranked
+    if not kept or total <= 0:  # none given, or none of them ranked
+        return ranked
     return [(code, p / total) for code, p in kept]
 
 

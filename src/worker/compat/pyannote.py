@@ -66,8 +66,7 @@ def aggregate_chunks(vad_pipeline: Any, chunks: Any, num_samples: int, sample_ra
         SlidingWindowFeature(outputs, SlidingWindow(start=0.0, duration=inference.duration,
                                                     step=inference.step)),
         inference.model.receptive_field, warm_up=inference.warm_up, hamming=True, missing=0.0)
-    window_size = inference.model.audio.get_num_samples(inference.duration)
-    step_size = round(inference.step * sample_rate)
+    window_size, step_size, _ = segmentation_grid(vad_pipeline, sample_rate)
     if num_samples < window_size or (num_samples - window_size) % step_size > 0:
         aggregated.data = aggregated.crop(Segment(0.0, num_samples / sample_rate), mode="loose")
     return aggregated
