@@ -43,12 +43,17 @@ def pauses(speech: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plan(speech: Sequence[tuple[float, float]], duration: float, target_s: float) -> list[Chunk]:
-    """Chunks of about `target_s` s covering [0, duration], each cut in the middle of a pause
-    between speech regions: the longest pause within ±20 % of the target length from the last
+    """Chunks of about `target_s` s covering [0, duration] (the length that divides it evenly),
+    each cut in the middle of a pause between speech regions: the longest pause within ±20 % of
+    the target length from the last
     cut; with none there, the pause nearest the boundary further on. No pause, no cut: a chunk
     is longer than the target rather than cut inside speech."""
     if target_s <= 0:
         raise ValueError("target_s must be positive")
+    # Chunks of equal length nearest the target: the endpoint's wall time is the slowest
+    # chunk's, and a short last chunk holds too little of each voice for its speaker
+    # embeddings to link (150 s at 60 gave 60 + 60 + 30 s, the last one's voice unlinked).
+    target_s = duration / max(1, round(duration / target_s))
     gaps = pauses(speech)
     cuts: list[float] = []
     last = 0.0

@@ -32,6 +32,16 @@ def test_no_pause_no_cut_and_no_sliver_at_the_end() -> None:
     assert split.plan([(0.0, 64.0), (65.0, 70.0)], 70.0, 60.0) == [Chunk(0, 0.0, 70.0)]
 
 
+def test_chunks_share_the_file_evenly_rather_than_end_in_a_short_one() -> None:
+    # 150 s with a pause every 10 s, chunks of about 60 s: two of ~75 s, not 60 + 60 + 30
+    speech = [(t + 0.5, t + 9.5) for t in range(0, 150, 10)]
+    chunks = split.plan(speech, 150.0, 60.0)
+    assert len(chunks) == 2 and all(60 <= c.end - c.start <= 90 for c in chunks)
+    # 300 s: five of ~60 s, each within ±20 % of it
+    chunks = split.plan([(t + 0.5, t + 9.5) for t in range(0, 300, 10)], 300.0, 60.0)
+    assert len(chunks) == 5 and all(48 <= c.end - c.start <= 72 for c in chunks)
+
+
 def test_offsets_reach_segments_words_chars_seek_and_turns() -> None:
     segments = [{"id": 0, "start": 1.0, "end": 2.5, "text": "hi", "seek": 100,
                  "words": [{"word": "hi", "start": 1.0, "end": 2.5, "speaker": "SPEAKER_00"},
