@@ -201,13 +201,10 @@ def decode_windows(
         done += run_pipeline(pipeline, loaded.model, stats, later, audio, batch_size, language,
                              task, options.chunk_size, partials) if later else []
         mixed = [(w, r.candidates) for w, r in done if r.mixed]
-        if mixed:  # decode their pieces, each in one of its window's languages (decoding.py)
-            stats.cuttable = set()
-            cut = [(p, allowed) for w, allowed in mixed for p in pieces(w, windows.speech)]
-            stats.allowed = {stats.windows + j: allowed for j, (_, allowed) in enumerate(cut)}
-            done = [d for d in done if not d[1].mixed] + run_pipeline(
-                pipeline, loaded.model, stats, [p for p, _ in cut], audio, batch_size,
-                language, task, options.chunk_size)
+        if mixed:
+            done = [d for d in done if not d[1].mixed] + decode_mixed(
+                pipeline, loaded.model, stats, mixed, windows, audio, batch_size, language,
+                task, options.chunk_size)
         if partials:
             partials.rest(done)
     except _NotThePrefix as error:
@@ -246,6 +243,33 @@ def cuttable(windows: SpeechWindows) -> set[int]:
     return {i for i, w in enumerate(windows.windows) if len(pieces(w, windows.speech)) > 1}
 
 
+def decode_mixed(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeStats,
+                 mixed: list[tuple[tuple[float, float], tuple[str, ...]]],
+                 windows: SpeechWindows, audio: np.ndarray, batch_size: int, language: str,
+                 task: Task, chunk_size: float,
+                 ) -> list[tuple[tuple[float, float], WindowResult]]:
+    """The mixed windows (each with its candidate languages) cut at their pauses, and each
+    piece decoded in one of its window's languages (decoding.py). A piece still unsure of its
+    language, with no pause left, holds a turn change the VAD bridged (its level dips but stays
+    above `vad_offset`): it is cut once more, at its quietest frame, and its halves decoded."""
+    cut = [(p, allowed) for w, allowed in mixed for p in pieces(w, windows.speech)]
+    first = stats.windows
+    stats.allowed = {first + j: allowed for j, (_, allowed) in enumerate(cut)}
+    stats.cuttable = {first + j for j, (p, _) in enumerate(cut) if halves(p, windows.levels)}
+    done = run_pipeline(pipeline, model, stats, [p for p, _ in cut], audio, batch_size,
+                        language, task, chunk_size)
+    unsure = [(p, allowed) for ((p, r), (_, allowed)) in zip(done, cut, strict=True)
+              if r.mixed]
+    stats.cuttable = set()
+    if not unsure:
+        return done
+    split = [(h, allowed) for p, allowed in unsure for h in halves(p, windows.levels)]
+    stats.allowed = {stats.windows + j: allowed for j, (_, allowed) in enumerate(split)}
+    return [d for d in done if not d[1].mixed] + run_pipeline(
+        pipeline, model, stats, [h for h, _ in split], audio, batch_size, language, task,
+        chunk_size)
+
+
 def run_pipeline(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeStats,
                  spans: list[tuple[float, float]], audio: np.ndarray, batch_size: int,
                  language: str, task: Task, chunk_size: float,
@@ -267,6 +291,11 @@ def run_pipeline(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeSta
 # and decoder both need about a second of speech; a shorter stretch joins the neighbour across
 # the shorter pause (a turn change is usually the longer one).
 MIN_PIECE = 1.0
+# multilingual: a piece with no pause left is cut once more where the VAD's speech level dips
+# below this (a pause it bridged: pyannote's score stays above vad_offset across a short turn
+# change). On the dev split of scripts/codeswitch_bench.py the quietest frame of a piece was
+# 0.25-0.84 between sentences and turns, 0.90-1.0 between words of one sentence.
+BRIDGED_BELOW = 0.85
 
 
 def pieces(window: tuple[float, float], speech: list[tuple[float, float]]
@@ -289,6 +318,18 @@ def pieces(window: tuple[float, float], speech: list[tuple[float, float]]
         left = shortest - 1 if gap_before <= gap_after else shortest
         spans[left: left + 2] = [[spans[left][0], spans[left + 1][1]]]
     return [(a, b) for a, b in spans]
+
+
+def halves(piece: tuple[float, float], levels: tuple[np.ndarray, np.ndarray] | None
+           ) -> list[tuple[float, float]]:
+    """A piece cut in two at its quietest VAD frame, each half at least MIN_PIECE s, where the
+    speech level dips there below BRIDGED_BELOW; [] where it doesn't (no pause the VAD bridged,
+    too short, or windows not from VAD scores)."""
+    start, end = piece
+    found = vad.quietest(levels, start, end, MIN_PIECE) if levels is not None else None
+    if found is None or found[1] >= BRIDGED_BELOW:
+        return []
+    return [(start, found[0]), (found[0], end)]
 
 
 def window(start: float, end: float, r: WindowResult, frames_per_second: int,

@@ -16,7 +16,7 @@ exactly the one-part pass's, for no more model work.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,10 @@ class SpeechWindows:
     # What Whisper decodes: each at most chunk_size s, in order, not overlapping.
     windows: list[tuple[float, float]]
     vad: bool  # False: fixed windows (enable_vad=false)
+    # The VAD's speech level per frame (frame centres s, highest class score), where the
+    # windows came from VAD scores: `quietest` cuts a piece where its speech dips most.
+    levels: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False,
+                                                         repr=False)
 
 
 def find(scorer: Pyannote, audio: np.ndarray, params: VadParams, chunk_size: float,
@@ -176,10 +180,23 @@ def windows_from_scores(scores: Any, params: VadParams, chunk_size: float,
     level = scores.data.max(axis=1)
     pieces = [piece for a, b in speech for piece in _split(a, b, times, level, chunk_size)]
     if not pieces:
-        return SpeechWindows(speech, [], True)
+        return SpeechWindows(speech, [], True, (times, level))
     merged = Vad.merge_chunks([VadSegment(a, b, "UNKNOWN") for a, b in pieces], chunk_size,
                               p.onset, p.offset)
-    return SpeechWindows(speech, [(m["start"], m["end"]) for m in merged], True)
+    return SpeechWindows(speech, [(m["start"], m["end"]) for m in merged], True, (times, level))
+
+
+def quietest(levels: tuple[np.ndarray, np.ndarray], start: float, end: float,
+             margin: float) -> tuple[float, float] | None:
+    """The frame of [start, end] with the lowest speech level, at least `margin` s from either
+    end, and that level (a pause the VAD bridged is where its level dips); None when the span is
+    too short."""
+    times, level = levels
+    inside = np.flatnonzero((times >= start + margin) & (times <= end - margin))
+    if not inside.size:
+        return None
+    at = inside[np.argmin(level[inside])]
+    return float(times[at]), float(level[at])
 
 
 def fixed(duration: float, chunk_size: float) -> SpeechWindows:

@@ -196,6 +196,25 @@ def test_a_mixed_window_is_cut_at_its_pauses_short_stretches_joining_the_nearer_
     assert transcription.pieces((0.0, 2.0), [(0.0, 2.0)]) == [(0.0, 2.0)]  # no pause: whole
 
 
+def test_an_unsure_piece_is_cut_in_two_where_its_speech_level_dips_most():
+    """A piece with no pause left may still hold a turn change the VAD bridged: its level dips
+    there without falling below the offset. The cut leaves each half at least MIN_PIECE."""
+    times = np.arange(0.0, 6.0, 0.017) + 0.0085
+    level = np.full_like(times, 0.95)
+    level[np.abs(times - 3.7) < 0.15] = 0.45  # the bridged turn change
+    level[np.abs(times - 0.5) < 0.1] = 0.05  # deeper, but too near the start to leave a piece
+    halves = transcription.halves((0.0, 6.0), (times, level))
+    [(a, cut), (cut2, b)] = halves
+    assert (a, b) == (0.0, 6.0) and cut == cut2 and abs(cut - 3.7) < 0.15
+    margin = transcription.MIN_PIECE
+    assert transcription.halves((0.0, 2 * margin - 0.05), (times, level)) == []  # too short
+    assert transcription.halves((0.0, 6.0), None) == []  # fixed windows: no VAD level
+    # one sentence: its quietest frame is a gap between words, where the level stays high
+    level[:] = 0.97
+    level[np.abs(times - 2.0) < 0.05] = transcription.BRIDGED_BELOW + 0.01
+    assert transcription.halves((0.0, 6.0), (times, level)) == []
+
+
 def test_a_cut_piece_takes_one_of_its_windows_languages():
     # a mixed en/ru window: its candidates hold 0.9 of the detector's mass, at most three
     window = [("en", 0.52), ("ru", 0.41), ("uk", 0.04), ("de", 0.01)]
