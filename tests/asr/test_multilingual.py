@@ -257,6 +257,38 @@ def test_a_short_english_turn_inside_a_mostly_russian_window_keeps_its_words(
     assert sum(w in words for w in normalize(said).split()) >= len(words) / 2, said
 
 
+def test_turns_that_change_language_after_a_fifth_of_a_second_keep_their_words(
+        run_job, media_dir, local_file):
+    """Russian and English turns 0.2 s apart: the VAD bridges such a change (its level dips but
+    stays above vad_offset), so a cut piece has no pause left and still holds two languages.
+    Decoded in one of them, a whole English turn was lost; cut where the level dips, each turn
+    keeps its words, in its language."""
+    from conftest import Conversation
+
+    ru = russian_prompts(6)[3:6]
+    en = english_prompts(2, skip=2)
+    call = Conversation()
+    said: list[str] = []
+    for k, ((path, text), language) in enumerate(
+            [(ru[0], "ru"), (en[0], "en"), (ru[1], "ru"), (en[1], "en"), (ru[2], "ru")]):
+        if k:
+            call.pause(0.2)
+        call.say(read_16k(path), language)
+        said.append(text)
+    path = call.write(media_dir / "bridged-turns.wav")
+    out = run_job({"audio_file": local_file(path), "multilingual": True, "diarization": False,
+                   **NO_SAMPLING})
+    assert "error" not in out, out
+    for (start, end, language), text in zip(call.turns, said, strict=True):
+        heard = [(w["word"], s["language"]) for s in out["segments"] for w in s["words"]
+                 if w.get("start") is not None
+                 and start - 0.1 <= (w["start"] + w["end"]) / 2 <= end + 0.1]
+        assert {lang for _, lang in heard} == {language}, (text, heard)
+        words = normalize(" ".join(w for w, _ in heard)).split()
+        reference = normalize(text).split()
+        assert sum(w in words for w in reference) >= len(reference) / 2, (text, words)
+
+
 def test_expected_languages_restrict_the_detectors_ranking():
     ranked = [("uk", 0.5), ("ru", 0.3), ("en", 0.1), ("be", 0.1)]
     assert decoding.restrict(ranked, ("en", "ru")) == [("ru", pytest.approx(0.75)),
