@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,17 @@ PARAMS = {"language": "en", "diarization": False, "align_output": False,
 
 
 def client(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`python -m client ...` as a user runs it (the console script calls the same main)."""
+    """`python -m client ...` as a user runs it (the console script calls the same main), with
+    Ctrl-C working as in a terminal: a test suite started in the background (`cmd &` in a
+    script) has SIGINT ignored, which its children inherit, and the Ctrl-C tests then hang."""
     return subprocess.Popen([sys.executable, "-m", "client", *args], cwd=ROOT,
                             env=process_env(PYTHONPATH=str(ROOT / "src"), **(env or {})),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
