@@ -263,7 +263,9 @@ def decode_mixed(pipeline: Any, model: ThresholdedWhisperModel, stats: DecodeSta
     stats.cuttable = set()
     if not unsure:
         return done
-    split = [(h, allowed) for p, allowed in unsure for h in halves(p, windows.levels)]
+    # the spans come back rounded to the millisecond (whisperx): should that move the cut out
+    # of reach, the piece is decoded whole rather than lost
+    split = [(h, allowed) for p, allowed in unsure for h in halves(p, windows.levels) or [p]]
     stats.allowed = {stats.windows + j: allowed for j, (_, allowed) in enumerate(split)}
     return [d for d in done if not d[1].mixed] + run_pipeline(
         pipeline, model, stats, [h for h, _ in split], audio, batch_size, language, task,

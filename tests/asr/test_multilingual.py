@@ -215,6 +215,41 @@ def test_an_unsure_piece_is_cut_in_two_where_its_speech_level_dips_most():
     assert transcription.halves((0.0, 6.0), (times, level)) == []
 
 
+def test_a_piece_held_back_to_be_cut_is_never_lost(monkeypatch):
+    """The pipeline gives the spans back rounded to the millisecond (whisperx's output): a
+    piece held back as mixed, whose dip is then out of reach of the rounded span, is decoded
+    whole. The decoder is a stand-in here: what is tested is which spans reach it."""
+    from asr.decoding import WindowResult
+
+    times = np.arange(0.0, 5.0, 0.0001)
+    level = np.full_like(times, 0.95)
+    level[np.abs(times - 3.00025) < 0.00006] = 0.3  # a dip 1 s before the exact end only
+    windows = asr.SpeechWindows([(0.0, 1.4), (1.6, 4.0004)], [(0.0, 4.0004)], True,
+                                (times, level))
+    decoded: list[tuple[float, float]] = []
+
+    def run(pipeline, model, stats, spans, *args, **kwargs):
+        out = []
+        for i, (a, b) in enumerate(spans):
+            mixed = stats.windows + i in stats.cuttable
+            if not mixed:
+                decoded.append((a, b))
+            out.append(((round(a, 3), round(b, 3)),
+                        WindowResult([], "" if mixed else "x", 0.0, 0.0, 0.0, 0.0,
+                                     mixed=mixed)))
+        stats.windows += len(spans)
+        return out
+
+    monkeypatch.setattr(transcription, "run_pipeline", run)
+    stats = decoding.DecodeStats()
+    done = transcription.decode_mixed(None, None, stats, [((0.0, 4.0004), ("en", "ru"))],
+                                      windows, np.zeros(1), 8, "en", "transcribe", 30.0)
+    assert transcription.halves((1.6, 4.0004), windows.levels)  # held back to be cut...
+    assert not transcription.halves((1.6, 4.0), windows.levels)  # ...out of reach rounded
+    assert [span for span, r in done if not r.mixed] == [(0.0, 1.4), (1.6, 4.0)]
+    assert decoded[-1] == (1.6, 4.0)
+
+
 def test_a_cut_piece_takes_one_of_its_windows_languages():
     # a mixed en/ru window: its candidates hold 0.9 of the detector's mass, at most three
     window = [("en", 0.52), ("ru", 0.41), ("uk", 0.04), ("de", 0.01)]
