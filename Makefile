@@ -40,10 +40,13 @@ stream-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/stream_bench.py
 
-# DER per condition per token-free diarization candidate (docs/diarization.md).
+# DER per condition per token-free diarization candidate, then the default's steps replayed
+# with DER's parts, the count error and WDER (where transcript-der-bench captured the jobs)
+# (docs/diarization.md).
 diarization-bench:
 	scripts/setup.sh --test
 	.venv/bin/python scripts/diarization_bench.py --split heldout
+	.venv/bin/python scripts/diarization_bench.py --split heldout --replay
 
 # WDER (ours, the previous assignment, the hand-built assembly) and DER of speaker_turns and of
 # the transcript's segments, from whole default jobs
