@@ -67,10 +67,10 @@ def _two_voices(vectors: np.ndarray) -> np.ndarray | None:
     return halves if float(a @ b) < SPLIT_COSINE else None
 
 
-
 # Chosen on `--split dev --per-condition 12` only (84 conversations, 5 of them with a voice
-# found as two): below 8-10 windows and at 0.72-0.75 all score DER 0.121 -> 0.113 there, fewer
-# windows or a higher cosine join too few fragments, more windows or 0.7 and under join voices.
+# found as two): below 8-10 windows at 0.72-0.75 all score DER 0.121 -> 0.113 there; fewer
+# windows or 0.78 join too few fragments (0.115-0.120), 12+ windows at 0.7 and under join real
+# voices too (0.127-0.244).
 FRAGMENT_WINDOWS = 10  # fewer windows than this (~7 s of speech) make a fragment
 FRAGMENT_COSINE = 0.73
 
@@ -82,8 +82,9 @@ def merge_fragments(labels: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
 
     Why: a voice that sounds different for a few seconds (another prompt, a raised voice) forms
     a cluster of its own that senko's merge (0.8) keeps; a few windows' centroid is noisy, so it
-    is held to a lower bar than two clusters with plenty of speech. Different voices' centroids
-    sit near 0.5 on the dev set, and a split (under SPLIT_COSINE) is never joined back."""
+    is held to a lower bar than two clusters with plenty of speech. Different voices' prompts
+    embed 0.34-0.55 apart (medians, the dev set's voices), and a split's halves (under
+    SPLIT_COSINE) are never joined back together."""
     labels = np.asarray(labels).copy()
     vectors = _unit(np.asarray(embeddings, dtype=np.float64))
     kept: set[int] = set()  # fragments with no cluster near enough
