@@ -69,8 +69,8 @@ def _two_voices(vectors: np.ndarray) -> np.ndarray | None:
 
 # Chosen on `--split dev --per-condition 12` only (84 conversations, 5 of them with a voice
 # found as two): below 8-10 windows at 0.72-0.75 all score DER 0.121 -> 0.113 there; fewer
-# windows or 0.78 join too few fragments (0.115-0.120), 12+ windows at 0.7 and under join real
-# voices too (0.127-0.244).
+# windows (5-6) or 0.78 join too few fragments (0.115-0.120); more windows (12-16) or a lower
+# cosine (0.6-0.7) score worse (0.116-0.244): real voices join too.
 FRAGMENT_WINDOWS = 10  # fewer windows than this (~7 s of speech) make a fragment
 FRAGMENT_COSINE = 0.73
 
